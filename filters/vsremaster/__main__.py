@@ -1,0 +1,5 @@
+"""``python -m vsremaster`` = the ``vsremaster`` command."""
+
+from .cli import main
+
+main()

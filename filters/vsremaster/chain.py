@@ -1,0 +1,176 @@
+"""Which stages a title gets, with which parameters and why: presets and chain planning.
+
+``vsremaster script`` and ``remaster`` open the source (:func:`probe_source`), plan a chain
+of stage calls (:func:`plan_chain`) and render it into a ``.vpy``; each step carries the
+reason that becomes its comment in the script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import vapoursynth as vs
+
+from .errors import InputError
+from .models.store import resolve_model
+
+__all__ = [
+    "Preset", "PRESETS", "AUTO_PRESET", "SourceInfo", "Step", "probe_source", "plan_chain",
+    "resolve_preset",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """A named set of stage choices, from fastest to best."""
+
+    name: str
+    description: str
+    upscale_model: str
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("fast", "waifu2x photo 2x with light noise reduction: faithful to real "
+               "footage, about 1 s per SD frame on a 2-core CPU", "waifu2x-photo-x2-noise1"),
+        Preset("quality", "Real-ESRGAN x4plus (RRDBNet): sharpest on real footage, about 20x "
+               "slower than fast; meant for a GPU", "realesrgan-x4plus"),
+        Preset("anime", "Real-ESRGAN animevideo v3 4x: for drawn content (it outlines real "
+               "faces like a cartoon)", "realesr-animevideov3-x4"),
+    )
+}
+AUTO_PRESET = "auto"
+
+
+def resolve_preset(name: str) -> tuple[Preset, str]:
+    """Return the preset for ``name`` and why it was chosen.
+
+    ``auto`` means ``quality`` when ONNX Runtime offers a GPU backend, else ``fast``.
+
+    Raises:
+        InputError: unknown preset name.
+    """
+    if name == AUTO_PRESET:
+        from .runtime.session import Backend, available_backends
+
+        gpu = available_backends()[0] in (Backend.TENSORRT, Backend.CUDA)
+        chosen = PRESETS["quality" if gpu else "fast"]
+        why = "a GPU backend is available" if gpu else "no GPU backend (use --preset quality for the best)"
+        return chosen, f"preset auto -> {chosen.name}: {why}"
+    try:
+        return PRESETS[name], f"preset {name}"
+    except KeyError:
+        raise InputError(
+            f"unknown preset {name!r}; choose one of {AUTO_PRESET}, {', '.join(PRESETS)}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """What the chain planner needs to know about a source file (from its first frame)."""
+
+    path: Path
+    width: int
+    height: int
+    num_frames: int
+    fps: Fraction
+    format_name: str
+    field_based: int
+    sar: Fraction
+
+    def describe(self) -> str:
+        order = {0: "progressive", 1: "interlaced BFF", 2: "interlaced TFF"}.get(
+            self.field_based, f"_FieldBased={self.field_based}"
+        )
+        fps = float(self.fps)
+        return (
+            f"{self.width}x{self.height} {self.format_name}, {fps:.3f} fps, "
+            f"{self.num_frames} frames, {order}, SAR {self.sar.numerator}:{self.sar.denominator}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One stage call in a generated script: ``clip = vsr.<function>(clip, **kwargs)``."""
+
+    function: str
+    reason: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def probe_source(path: Path) -> SourceInfo:
+    """Open ``path`` with BestSource and read its size, rate, length and frame 0 props.
+
+    Raises:
+        InputError: missing file, or a file BestSource cannot decode as video.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"source {path} does not exist")
+    core = vs.core
+    if not hasattr(core, "bs"):
+        raise InputError("the BestSource plugin is not loaded: pip install vapoursynth-bestsource")
+    try:
+        clip = core.bs.VideoSource(str(path))
+        props = clip.get_frame(0).props
+    except vs.Error as exc:
+        raise InputError(f"cannot open {path} as video: {exc}") from exc
+    if clip.format is None or clip.width == 0:
+        raise InputError(f"{path}: variable format or size is not supported yet")
+    return SourceInfo(
+        path=path.resolve(),
+        width=clip.width,
+        height=clip.height,
+        num_frames=clip.num_frames,
+        fps=Fraction(clip.fps.numerator, clip.fps.denominator),
+        format_name=clip.format.name,
+        field_based=int(props.get("_FieldBased", 0)),
+        sar=Fraction(int(props.get("_SARNum", 1)) or 1, int(props.get("_SARDen", 1)) or 1),
+    )
+
+
+def plan_chain(
+    source: SourceInfo,
+    *,
+    preset: str = AUTO_PRESET,
+    model: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    backend: str = "auto",
+    tile: int | None = None,
+    num_streams: int | None = None,
+) -> list[Step]:
+    """Plan the stage calls for ``source``.
+
+    Raises:
+        InputError: unknown preset, or an interlaced source (no deinterlacer yet).
+        ModelError: the model is unknown, not installed (the message names the fetch
+            command) or altered.
+    """
+    chosen, why = resolve_preset(preset)
+    if source.field_based:
+        raise InputError(
+            f"{source.path.name} is interlaced ({source.describe()}); vsremaster has no "
+            "deinterlace stage yet. Deinterlace it first (e.g. bwdif or QTGMC) and run again."
+        )
+    model_id = model or chosen.upscale_model
+    spec = resolve_model(model_id).spec  # installed and intact, or a clear error now
+    scale = spec.scale
+    kwargs: dict[str, Any] = {"model": model_id}
+    if width or height:
+        kwargs.update({k: v for k, v in (("width", width), ("height", height)) if v})
+        size = f"to {width or 'auto'}x{height or 'auto'}"
+    else:
+        size = f"{scale}x to {source.width * scale}x{source.height * scale}"
+    for key, value in (("tile", tile), ("num_streams", num_streams)):
+        if value:
+            kwargs[key] = value
+    if backend != "auto":
+        kwargs["backend"] = backend
+    what = spec.description if spec.task != "user" else f"your model {model_id}"
+    reason = f"Upscale {size}: {what} ({why})"
+    return [Step("upscale", reason, kwargs)]

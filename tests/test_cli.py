@@ -1,0 +1,78 @@
+"""The main job through the real command line, on real footage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vsremaster.encode import media_info
+
+CLI = [sys.executable, "-m", "vsremaster"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=900,
+                          env=env, cwd=cwd)
+
+
+def test_remaster_writes_script_and_a_playable_hevc_of_the_real_clip(tmp_path, sample_clip, model):
+    model("waifu2x-photo-x2-noise1")
+    out = tmp_path / "my bikes (remaster).mkv"
+    proc = run("remaster", str(sample_clip("bikes")), "-o", str(out), "--preset", "fast",
+               "--trim", "25:37", "--x265-preset", "ultrafast", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    info = media_info(out)
+    assert info.container.startswith("matroska") and info.video_codec == "hevc"
+    assert (info.width, info.height) == (1280, 544)  # 2x of 640x272
+    assert info.bit_depth == 10 and info.frames == 12
+    assert info.video_duration_s == pytest.approx(12 / 25, abs=0.041)
+    script = out.with_suffix(".vpy")
+    text = script.read_text()
+    assert "waifu2x-photo-x2-noise1" in text and "TRIM = [25, 37]" in text
+    assert "done" in proc.stderr and str(out) in proc.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partials left
+
+
+def test_script_command_and_help(tmp_path, sample_clip):
+    proc = run("script", str(sample_clip("carphone")), "--preset", "anime", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "carphone_pristine.vpy").read_text()
+    assert "realesr-animevideov3-x4" in text and "704x576" in text
+    helped = run("remaster", "--help")
+    assert helped.returncode == 0
+    for option in ("--preset", "--trim", "--crf", "--x265-preset", "--backend", "--tile"):
+        assert option in helped.stdout
+
+
+@pytest.mark.parametrize("case", ["corrupt", "missing-model", "bad-trim", "bad-preset"])
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case):
+    out = tmp_path / "out.mkv"
+    src = str(sample_clip("carphone"))
+    env = None
+    args = ["remaster", src, "-o", str(out), "--no-progress"]
+    expect = {
+        "corrupt": "cannot open",
+        "missing-model": "vsremaster models fetch waifu2x-photo-x2-noise1",
+        "bad-trim": "past the last frame",
+        "bad-preset": "unknown preset",
+    }[case]
+    if case == "corrupt":
+        bad = tmp_path / "corrupt.mkv"
+        bad.write_bytes(os.urandom(50_000))
+        args[1] = str(bad)
+    elif case == "missing-model":
+        env = {**os.environ, "VSREMASTER_MODELS": str(tmp_path / "empty")}
+        args += ["--preset", "fast"]
+    elif case == "bad-trim":
+        args += ["--trim", "0:500"]
+    else:
+        args += ["--preset", "ultra"]
+    proc = run(*args, env=env)
+    assert proc.returncode != 0
+    assert expect in proc.stderr.replace("\n", " ")
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
