@@ -484,32 +484,23 @@ def test_frames_under_64_pixels_go_to_ffmpeg(tmp_path):
             encode(script, tmp_path / "x.mkv", encoder="x265", **FAST)
 
 
-def test_missing_x265_falls_back_or_fails(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "tool, message",
+    [("x265_exe", "x265 is not on PATH"), ("mkvmerge_exe", "mkvmerge .*is not on PATH")],
+)
+def test_missing_x265_or_mkvmerge_falls_back_or_fails(tmp_path, monkeypatch, tool, message):
+    """x265 writes raw HEVC that only mkvmerge can time: without either, auto uses FFmpeg."""
     from vsremaster.encode import pipeline
 
-    monkeypatch.setattr(pipeline, "x265_exe", lambda: None)
+    monkeypatch.setattr(pipeline, tool, lambda: None)
     script = write_script(
         tmp_path,
         "core.std.BlankClip(width=64, height=64, length=5, format=vs.YUV420P8).set_output()\n",
     )
-    with pytest.raises(EncodeError, match="x265 is not on PATH.*apt install x265 mkvtoolnix"):
+    with pytest.raises(EncodeError, match=f"{message}.*apt install x265 mkvtoolnix"):
         encode(script, tmp_path / "a.mkv", encoder="x265", **FAST)
     result = encode(script, tmp_path / "b.mkv", encoder="auto", **FAST)
     assert result.encoder == "ffmpeg" and media_info(result.output).frames == 5
-
-
-def test_missing_mkvmerge_falls_back_or_fails(tmp_path, monkeypatch):
-    """x265 writes raw HEVC that only mkvmerge can time; without it, auto uses FFmpeg."""
-    from vsremaster.encode import pipeline
-
-    monkeypatch.setattr(pipeline, "mkvmerge_exe", lambda: None)
-    script = write_script(
-        tmp_path,
-        "core.std.BlankClip(width=64, height=64, length=5, format=vs.YUV420P8).set_output()\n",
-    )
-    with pytest.raises(EncodeError, match="mkvmerge .*is not on PATH"):
-        encode(script, tmp_path / "a.mkv", encoder="x265", **FAST)
-    assert encode(script, tmp_path / "b.mkv", **FAST).encoder == "ffmpeg"
 
 
 def test_interrupt_kills_everything_and_cleans_up(tmp_path):

@@ -49,6 +49,8 @@ class MediaInfo:
             HEVC without VUI chroma-location info the decoder reports its default, so this
             is not proof of signalling.
         field_order: ``"progressive"``, ``"tt"``, ``"bb"``... when printed.
+        first_frame_s: Time of the first decoded video frame in seconds from the file's
+            start (``showinfo`` pass); above 0 when audio or a B-frame delay comes first.
         audio_codec: Codec of the first audio stream, None when there is no audio.
         audio_streams: Number of audio streams.
         audio_sample_rate: Sample rate in Hz.
@@ -78,6 +80,7 @@ class MediaInfo:
     color_transfer: str | None = None
     chroma_location: str | None = None
     field_order: str | None = None
+    first_frame_s: float | None = None
     audio_codec: str | None = None
     audio_streams: int = 0
     audio_sample_rate: int | None = None
@@ -279,7 +282,10 @@ def _run(args: list[str], timeout: float | None) -> subprocess.CompletedProcess[
 
 
 def _apply_showinfo(info: MediaInfo, text: str) -> None:
-    """Take colour signalling from showinfo's description of the first decoded frame."""
+    """Take colour signalling and the time of the first decoded frame from showinfo."""
+    pts = re.search(r"pts_time:\s*(-?[\d.]+)", text)
+    if pts:
+        info.first_frame_s = float(pts.group(1))
     fields = dict(
         re.findall(r"\b(color_range|color_space|color_primaries|color_trc|cl):(\S+)", text)
     )
@@ -312,7 +318,8 @@ def media_info(
         decode: Count decoded frames instead of packets (slow; for files where a packet may
             hold several frames).
         colour: Decode the first video frame through ``showinfo`` to read the colour
-            range/matrix/primaries/transfer/chroma location the decoder sees (fast).
+            range/matrix/primaries/transfer/chroma location the decoder sees and the
+            frame's time (fast).
         timeout: Seconds allowed to each FFmpeg run; None for no limit.
 
     Returns:

@@ -327,38 +327,6 @@ class _AudioPlan:
     description: str
 
 
-def _video_start_offset(source: Path) -> float:
-    """Seconds from the file's start time to its first video frame (0 when no video).
-
-    bestsource's frame 0 is the first decoded frame, which may start after the file's
-    earliest timestamp (audio first, B-frame delay without edit list, MPEG-TS); the audio
-    cut is shifted by this much so that it stays in sync.
-    """
-    proc = subprocess.run(
-        [
-            str(ffmpeg_exe()),
-            "-hide_banner",
-            "-nostdin",
-            "-i",
-            ffmpeg_file(source),
-            "-map",
-            "0:v:0?",
-            "-frames:v",
-            "1",
-            "-vf",
-            "showinfo",
-            "-f",
-            "null",
-            "-",
-        ],
-        check=False,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-    )
-    match = re.search(rb"pts_time:\s*(-?[\d.]+)", proc.stderr)
-    return max(0.0, float(match.group(1))) if match else 0.0
-
-
 def _number(meta: dict[str, Any], key: str, script: Path) -> float | None:
     value = meta.get(key)
     if value is None:
@@ -384,7 +352,7 @@ def _plan_audio(audio: Path | str | None, info: ScriptInfo) -> _AudioPlan | None
                 "audio source %s (VSREMASTER in %s) not found; no audio", source, info.script
             )
             return None
-        described = media_info(source, count_frames=False, colour=False)
+        described = media_info(source, count_frames=False)
         if not described.has_audio:
             log.info("%s has no audio stream; the output will have no audio", source)
             return None
@@ -395,7 +363,10 @@ def _plan_audio(audio: Path | str | None, info: ScriptInfo) -> _AudioPlan | None
                 f"VSREMASTER in {info.script} has an empty or negative audio span "
                 f"({start} to {end} s)."
             )
-        offset = _video_start_offset(source)
+        # bestsource's frame 0 is the first decoded frame, which may start after the file's
+        # start time (audio first, B-frame delay, MPEG-TS): shift the cut to stay in sync.
+        # (FFmpeg reports that frame's time counted from the file's start.)
+        offset = max(0.0, described.first_frame_s or 0.0)
         span = f"{start:g}-{end:g} s" if end is not None else f"from {start:g} s"
         return _AudioPlan(
             source,
