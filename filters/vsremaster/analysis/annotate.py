@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,22 +26,63 @@ def _shift(clip: vs.VideoNode, offset: int) -> vs.VideoNode:
     """Frame n of the result is frame n+offset of ``clip``, clamped to the clip's ends."""
     if offset == 0:
         return clip
+    n = clip.num_frames
+    if abs(offset) >= n:  # shorter than the window: every frame clamps to one end
+        return (clip[-1] if offset > 0 else clip[0]) * n
     if offset > 0:
         return clip[offset:] + clip[-1] * offset
     return clip[0] * -offset + clip[:offset]
 
 
-def _to_frame(n: int, f: vs.VideoFrame) -> Frame:
-    fmt = f.format
-    if fmt.sample_type == vs.INTEGER:
-        scale = 1.0 / (1 << (fmt.bits_per_sample - 8))
-        planes = tuple(np.asarray(f[p], dtype=np.float32) * scale for p in range(fmt.num_planes))
-    else:  # float: Y 0-1, chroma -0.5..0.5
-        planes = tuple(
-            np.asarray(f[p], dtype=np.float32) * 255 + (128 if p else 0)
-            for p in range(fmt.num_planes)
-        )
-    return Frame(n, planes, int(f.props.get("_FieldBased", 0)))
+class _Planes(Sequence[np.ndarray]):
+    """A frame's planes as float32 on the 8-bit scale, each converted on first use."""
+
+    def __init__(self, frame: vs.VideoFrame) -> None:
+        self._frame = frame
+        self._lock = threading.Lock()
+        self._planes: list[np.ndarray | None] = [None] * frame.format.num_planes
+
+    def __len__(self) -> int:
+        return len(self._planes)
+
+    def __getitem__(self, p):  # type: ignore[override]
+        if isinstance(p, slice):
+            return [self[i] for i in range(*p.indices(len(self)))]
+        with self._lock:
+            plane = self._planes[p]
+            if plane is None:
+                fmt = self._frame.format
+                raw = np.asarray(self._frame[p], dtype=np.float32)
+                if fmt.sample_type == vs.INTEGER and fmt.bits_per_sample == 8:
+                    plane = raw
+                elif fmt.sample_type == vs.INTEGER:
+                    plane = raw * np.float32(1.0 / (1 << (fmt.bits_per_sample - 8)))
+                else:  # float: Y 0-1, chroma -0.5..0.5
+                    plane = raw * np.float32(255) + np.float32(128 if p else 0)
+                self._planes[p] = plane
+            return plane
+
+
+class _FrameCache:
+    """The last few converted frames by frame number: a frame in several temporal windows,
+    measured on several VapourSynth threads, is converted once."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[int, Frame] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, n: int, f: vs.VideoFrame) -> Frame:
+        with self._lock:
+            hit = self._items.get(n)
+            if hit is not None:
+                self._items.move_to_end(n)
+                return hit
+            frame = Frame(n, _Planes(f), int(f.props.get("_FieldBased", 0)))
+            self._items[n] = frame
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+            return frame
 
 
 def annotate(
@@ -71,10 +114,15 @@ def annotate(
     before = max((m.before for m in metrics), default=0)
     after = max((m.after for m in metrics), default=0)
     window = [_shift(src, k) for k in range(-before, after + 1)]
+    last = clip.num_frames - 1
+    cache = _FrameCache(4 * (before + after + 1) + 8)
 
-    def measure(n: int, fs: list[vs.VideoFrame]) -> vs.VideoFrame:
-        frames = [_to_frame(n + k, f) for k, f in zip(range(-before, after + 1), fs[1:])]
-        out = fs[0].copy()
+    def measure(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+        frames = [
+            cache.get(min(max(n + k, 0), last), vf)
+            for k, vf in zip(range(-before, after + 1), f[1:])
+        ]
+        out = f[0].copy()
         for metric in metrics:
             if metric.sampled and n % every:
                 continue

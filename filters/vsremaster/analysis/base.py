@@ -32,12 +32,14 @@ class Frame:
         n: frame number in the clip.
         planes: float32 arrays on the 8-bit scale: (Y, U, V) for YUV (chroma at its own
             subsampled size), (Y,) for GRAY. RGB clips are converted to YUV (BT.709) first.
+            A sequence: each plane is converted when first read, then shared (read-only:
+            copy before modifying).
         field_based: the frame's ``_FieldBased`` property (0 progressive, 1 BFF, 2 TFF;
             0 when absent).
     """
 
     n: int
-    planes: tuple[np.ndarray, ...]
+    planes: Sequence[np.ndarray]
     field_based: int = 0
 
     @property
