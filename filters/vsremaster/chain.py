@@ -18,9 +18,12 @@ from .errors import InputError
 from .models.store import resolve_model
 
 __all__ = [
-    "Preset", "PRESETS", "AUTO_PRESET", "SourceInfo", "Step", "probe_source", "plan_chain",
-    "resolve_preset",
+    "Preset", "PRESETS", "AUTO_PRESET", "FIELD_ORDERS", "Chain", "SourceInfo", "Step",
+    "probe_source", "plan_chain", "resolve_preset",
 ]
+
+FIELD_ORDERS = ("auto", "progressive", "tff", "bff")
+"""``--field-order`` choices: auto = the analysis' measurement, else the source's props."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,15 @@ class Step:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A planned script: the stage calls, and notes for its comments (findings, stages the
+    analysis recommends that this release does not have)."""
+
+    steps: list[Step]
+    notes: list[str] = field(default_factory=list)
+
+
 def probe_source(path: Path) -> SourceInfo:
     """Open ``path`` with BestSource and read its size, rate, length and frame 0 props.
 
@@ -133,9 +145,33 @@ def probe_source(path: Path) -> SourceInfo:
     )
 
 
+def _field_order(source: SourceInfo, report: dict | None, override: str) -> tuple[str, str]:
+    """(``progressive``/``tff``/``bff``/``telecined``, why): override, else analysis, else props."""
+    if override not in FIELD_ORDERS:
+        raise InputError(f"unknown field order {override!r}; choose one of {', '.join(FIELD_ORDERS)}")
+    if override != "auto":
+        return override, f"--field-order {override}"
+    declared = {0: "progressive", 1: "bff", 2: "tff"}.get(source.field_based, "progressive")
+    if report is not None:
+        rec = next((r for r in report.get("recommendation", [])
+                    if r["stage"] in ("deinterlace", "ivtc")), None)
+        if rec is not None and rec["stage"] == "ivtc":
+            return "telecined", f"analysis: {rec['reason']}"
+        if rec is not None:
+            return ("tff" if rec["params"].get("tff") else "bff"), f"analysis: {rec['reason']}"
+        measured = report.get("title", {}).get("Interlace", {}).get("field_order")
+        if measured == "progressive":
+            why = "analysis: no combing found"
+            if declared != "progressive":
+                why += f" (the source declares {declared.upper()}; the measurement wins)"
+            return "progressive", why
+    return declared, f"the source's _FieldBased property ({declared})"
+
+
 def plan_chain(
     source: SourceInfo,
     *,
+    report: dict | None = None,
     preset: str = AUTO_PRESET,
     model: str | None = None,
     width: int | None = None,
@@ -143,20 +179,38 @@ def plan_chain(
     backend: str = "auto",
     tile: int | None = None,
     num_streams: int | None = None,
-) -> list[Step]:
-    """Plan the stage calls for ``source``.
+    field_order: str = "auto",
+) -> Chain:
+    """Plan the stage calls for ``source``, from its analysis report when there is one.
+
+    Args:
+        source: from :func:`probe_source`.
+        report: ``report.json`` content (:mod:`vsremaster.analysis.report`), or None.
+        preset, model, width, height, backend, tile, num_streams: upscale choices.
+        field_order: ``auto`` (measured, else declared), or forced ``progressive``/``tff``/``bff``.
 
     Raises:
-        InputError: unknown preset, or an interlaced source (no deinterlacer yet).
+        InputError: unknown preset or field order, or an interlaced/telecined source (this
+            release has no deinterlacer yet; the message says how to proceed).
         ModelError: the model is unknown, not installed (the message names the fetch
             command) or altered.
     """
     chosen, why = resolve_preset(preset)
-    if source.field_based:
+    order, order_why = _field_order(source, report, field_order)
+    if order != "progressive":
         raise InputError(
-            f"{source.path.name} is interlaced ({source.describe()}); vsremaster has no "
-            "deinterlace stage yet. Deinterlace it first (e.g. bwdif or QTGMC) and run again."
+            f"{source.path.name} is {'telecined' if order == 'telecined' else 'interlaced'} "
+            f"({order_why}); vsremaster has no deinterlace/IVTC stage yet. Deinterlace it "
+            "first (e.g. bwdif or QTGMC), or pass --field-order progressive if it is not "
+            "interlaced."
         )
+    notes = [f"Field order: progressive ({order_why})."]
+    if report is not None:
+        for rec in report.get("recommendation", []):
+            if not rec["available"]:
+                params = ", ".join(f"{k}={v!r}" for k, v in rec["params"].items())
+                notes.append(f"Recommended, not in this release yet: {rec['stage']}({params}): "
+                             f"{rec['reason']}.")
     model_id = model or chosen.upscale_model
     spec = resolve_model(model_id).spec  # installed and intact, or a clear error now
     scale = spec.scale
@@ -172,5 +226,8 @@ def plan_chain(
     if backend != "auto":
         kwargs["backend"] = backend
     what = spec.description if spec.task != "user" else f"your model {model_id}"
-    reason = f"Upscale {size}: {what} ({why})"
-    return [Step("upscale", reason, kwargs)]
+    upscale_rec = next((r for r in (report or {}).get("recommendation", [])
+                        if r["stage"] == "upscale"), None)
+    extra = f"; {upscale_rec['reason']}" if upscale_rec else ""
+    reason = f"Upscale {size}: {what} ({why}{extra})"
+    return Chain([Step("upscale", reason, kwargs)], notes)

@@ -1,4 +1,4 @@
-"""Command line: ``vsremaster models | script | encode | remaster | samples``.
+"""Command line: ``vsremaster analyze | script | encode | remaster | models | samples``.
 
 Run ``vsremaster COMMAND --help`` for each command's options.
 """
@@ -25,9 +25,10 @@ err = Console(stderr=True, soft_wrap=True)  # long paths and commands stay copy-
 app = typer.Typer(
     help=(
         "AI video restoration for VapourSynth.\n\n"
-        "Typical use: `vsremaster remaster SOURCE.mkv -o OUT.mkv` writes OUT.vpy (the "
-        "restoration script; preview it with vspreview) and encodes it to HEVC. "
-        "`vsremaster script` only writes the script; `vsremaster encode` encodes any .vpy."
+        "Typical use: `vsremaster remaster SOURCE.mkv -o OUT.mkv` analyses the source "
+        "(OUT.analysis/report.html), writes OUT.vpy (the restoration script; preview it with "
+        "vspreview) and encodes it to HEVC. `vsremaster analyze` only measures, `vsremaster "
+        "script` only writes the script, `vsremaster encode` encodes any .vpy."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -126,12 +127,58 @@ TrimOpt = Annotated[Optional[str], typer.Option(help="Keep source frames FIRST:E
 BackendOpt = Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")]
 TileOpt = Annotated[Optional[int], typer.Option(help="Tile size in input pixels (default: from free memory).")]
 StreamsOpt = Annotated[Optional[int], typer.Option(help="Frames inferred in parallel (sessions).")]
+EveryOpt = Annotated[int, typer.Option(help="Analysis: measure the costly metrics (noise, compression, damage) on every N-th frame.")]
+ReportOpt = Annotated[Optional[Path], typer.Option(help="Use this report.json instead of analysing the source again.")]
+AnalysisOpt = Annotated[bool, typer.Option("--analysis/--no-analysis", help="Analyse the source and let the measurements choose the chain.")]
+FieldOrderOpt = Annotated[str, typer.Option(help="auto (measured, else the source's props), progressive, tff or bff.")]
+
+
+def _analysis_progress(label: str):
+    """A rich progress bar (frames, fps, ETA) and the callback that drives it."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[fps]} fps"),
+                   TextColumn("ETA"), TimeRemainingColumn(), TimeElapsedColumn(),
+                   console=err, transient=False)
+    task = bar.add_task(label, total=None, fps="-")
+    start = time.perf_counter()
+
+    def update(done: int, total: int) -> None:
+        if done == 1 or done == total or done % 25 == 0:
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, completed=done, total=total, fps=f"{rate:.1f}")
+
+    return bar, update
+
+
+def _run_analysis(source: Path, out_dir: Path, *, every: int, trim: tuple[int, int] | None,
+                  progress: bool) -> dict:
+    from .analysis.report import analyze_source
+
+    if progress:
+        bar, update = _analysis_progress("analysing")
+        with bar:
+            report = analyze_source(source, out_dir, every=every, trim=trim, progress=update)
+    else:
+        report = analyze_source(source, out_dir, every=every, trim=trim)
+    settings = report["settings"]
+    err.print(f"analysis: {len(report['scenes'])} scene(s), {report['clip']['num_frames']} frames "
+              f"at {settings['analysis_fps']} fps -> {out_dir / 'report.html'}")
+    for rec in report["recommendation"]:
+        mark = "" if rec["available"] else " [not in this release]"
+        err.print(f"  {rec['stage']}{mark}: {rec['reason']}")
+    return report
 
 
 def _write_script(
     source: Path, out: Path, *, preset: str, model: str | None, width: int | None,
     height: int | None, trim: str | None, backend: str, tile: int | None, num_streams: int | None,
+    analysis: bool = True, report_path: Path | None = None, every: int = 10,
+    field_order: str = "auto", progress: bool = True,
 ) -> Path:
+    from .analysis.report import read_report
     from .chain import plan_chain, probe_source
     from .render import render_script
 
@@ -140,17 +187,42 @@ def _write_script(
     span = _parse_trim(trim)
     if span and span[1] > info.num_frames:
         raise typer.BadParameter(f"--trim end {span[1]} is past the last frame ({info.num_frames})")
-    steps = plan_chain(info, preset=preset, model=model, width=width, height=height,
-                       backend=backend, tile=tile, num_streams=num_streams)
-    text = render_script(info, steps, preset=preset, trim=span)
+    report = None
+    if report_path is not None:
+        report = read_report(report_path)
+    elif analysis:
+        report = _run_analysis(source, out.with_suffix(".analysis"), every=every, trim=span,
+                               progress=progress)
+    chain = plan_chain(info, report=report, preset=preset, model=model, width=width,
+                       height=height, backend=backend, tile=tile, num_streams=num_streams,
+                       field_order=field_order)
+    text = render_script(info, chain, preset=preset, trim=span)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     partial.write_text(text, encoding="utf-8")
     partial.replace(out)
-    for step in steps:
-        err.print(f"  {step.reason}")
+    for line in (*chain.notes, *(step.reason for step in chain.steps)):
+        err.print(f"  {line}")
     err.print(f"script: {out}")
     return out
+
+
+@app.command()
+def analyze(
+    source: Annotated[Path, typer.Argument(help="Source video file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for report.json and report.html.")],
+    every: EveryOpt = 10,
+    trim: TrimOpt = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Measure SOURCE (interlacing, noise, compression, damage, scenes, motion) and write a report."""
+    from .chain import probe_source
+
+    span = _parse_trim(trim)
+    info = probe_source(source)
+    if span and span[1] > info.num_frames:
+        raise typer.BadParameter(f"--trim end {span[1]} is past the last frame ({info.num_frames})")
+    _run_analysis(source, output, every=every, trim=span, progress=progress)
 
 
 @app.command()
@@ -165,11 +237,22 @@ def script(
     backend: BackendOpt = "auto",
     tile: TileOpt = None,
     num_streams: StreamsOpt = None,
+    analysis: AnalysisOpt = True,
+    report: ReportOpt = None,
+    every: EveryOpt = 10,
+    field_order: FieldOrderOpt = "auto",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
-    """Write a restoration .vpy for SOURCE (preview with vspreview, encode with `encode`)."""
+    """Write a restoration .vpy for SOURCE (preview with vspreview, encode with `encode`).
+
+    The source is analysed first (report in SCRIPT.analysis/) and the measurements choose the
+    chain; --report reuses an earlier report, --no-analysis skips it.
+    """
     out = output or Path.cwd() / (source.stem + ".vpy")
     _write_script(source, out, preset=preset, model=model, width=width, height=height,
-                  trim=trim, backend=backend, tile=tile, num_streams=num_streams)
+                  trim=trim, backend=backend, tile=tile, num_streams=num_streams,
+                  analysis=analysis, report_path=report, every=every, field_order=field_order,
+                  progress=progress)
 
 
 # ---------------------------------------------------------------- encode
@@ -229,6 +312,10 @@ def remaster(
     backend: BackendOpt = "auto",
     tile: TileOpt = None,
     num_streams: StreamsOpt = None,
+    analysis: AnalysisOpt = True,
+    report: ReportOpt = None,
+    every: EveryOpt = 10,
+    field_order: FieldOrderOpt = "auto",
     crf: CrfOpt = 18.0,
     x265_preset: Annotated[str, typer.Option(help="x265 preset (ultrafast ... placebo).")] = "slow",
     x265_params: ParamsOpt = "",
@@ -236,11 +323,15 @@ def remaster(
     audio: AudioOpt = "auto",
     progress: ProgressOpt = True,
 ) -> None:
-    """The main job: write the restoration script for SOURCE, then encode it to OUTPUT."""
+    """The main job: analyse SOURCE, write its restoration script, encode it to OUTPUT.
+
+    Writes OUTPUT.analysis/ (report.json, report.html) and OUTPUT.vpy beside OUTPUT.
+    """
     start = time.perf_counter()
     vpy = _write_script(source, output.with_suffix(".vpy"), preset=preset, model=model,
                         width=width, height=height, trim=trim, backend=backend, tile=tile,
-                        num_streams=num_streams)
+                        num_streams=num_streams, analysis=analysis, report_path=report,
+                        every=every, field_order=field_order, progress=progress)
     _encode(vpy, output, crf=crf, preset=x265_preset, x265_params=x265_params,
             encoder=encoder, audio=_audio(audio), progress=progress)
     err.print(f"total {time.perf_counter() - start:.1f} s")

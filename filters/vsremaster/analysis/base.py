@@ -59,6 +59,9 @@ class Metric(Protocol):
         sampled: True for costly metrics, which ``annotate(every=k)`` runs on every k-th
             frame only (their props are absent on the other frames); False for cheap ones,
             measured on every frame.
+        plot: the keys worth plotting over time in the report (same unit and scale).
+        worst: optional class attribute: the key whose highest value marks the frame the
+            report shows as this metric's worst.
     """
 
     name: ClassVar[str]
@@ -66,6 +69,7 @@ class Metric(Protocol):
     before: ClassVar[int]
     after: ClassVar[int]
     sampled: ClassVar[bool]
+    plot: ClassVar[tuple[str, ...]]
 
     def measure(self, frames: Sequence[Frame]) -> dict[str, float]:
         """Measure ``frames[self.before]`` (the current frame) given its neighbours.

@@ -130,6 +130,8 @@ class Complexity:
     before: ClassVar[int] = 1
     after: ClassVar[int] = 0
     sampled: ClassVar[bool] = False
+    plot: ClassVar[tuple[str, ...]] = ("si", "ti", "motion")
+    worst: ClassVar[str] = "motion"
 
     def measure(self, frames: Sequence[Frame]) -> dict[str, float]:
         """SI of ``frames[1]``, and TI and motion from ``frames[0]`` to ``frames[1]``.

@@ -182,6 +182,8 @@ class Compression:
     before: ClassVar[int] = 0
     after: ClassVar[int] = 0
     sampled: ClassVar[bool] = True
+    plot: ClassVar[tuple[str, ...]] = ("blockiness", "blockinessAny", "ringing")
+    worst: ClassVar[str] = "blockiness"
 
     def measure(self, frames: Sequence[Frame]) -> dict[str, float]:
         """Measure ``frames[0]``'s luma (float32, 8-bit scale).
@@ -220,6 +222,8 @@ class Blur:
     before: ClassVar[int] = 0
     after: ClassVar[int] = 0
     sampled: ClassVar[bool] = True
+    plot: ClassVar[tuple[str, ...]] = ("sigma",)
+    worst: ClassVar[str] = "sigma"
 
     def measure(self, frames: Sequence[Frame]) -> dict[str, float]:
         """Measure ``frames[0]``'s luma (float32, 8-bit scale).

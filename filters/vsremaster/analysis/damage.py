@@ -259,6 +259,8 @@ class Scratches:
     before: ClassVar[int] = 1
     after: ClassVar[int] = 1
     sampled: ClassVar[bool] = True
+    plot: ClassVar[tuple[str, ...]] = ("length",)
+    worst: ClassVar[str] = "length"
 
     def measure(self, frames: Sequence[Frame]) -> dict[str, float]:
         """Find scratches in ``frames[1]`` (frames 0 and 2 are its neighbours).
@@ -296,6 +298,8 @@ class Dust:
     before: ClassVar[int] = 1
     after: ClassVar[int] = 1
     sampled: ClassVar[bool] = True
+    plot: ClassVar[tuple[str, ...]] = ("coverage",)
+    worst: ClassVar[str] = "coverage"
 
     def measure(self, frames: Sequence[Frame]) -> dict[str, float]:
         """Find spots in ``frames[1]`` against ``frames[0]`` and ``frames[2]``.

@@ -121,6 +121,7 @@ class Interlace:
     before: ClassVar[int] = 1
     after: ClassVar[int] = 1
     sampled: ClassVar[bool] = False
+    plot: ClassVar[tuple[str, ...]] = ("combed", "combedBlock")
     worst: ClassVar[str] = "combed"
 
     _BLOCK: ClassVar[tuple[int, int]] = (16, 8)  # rows × half-width columns = 16×16 pixels

@@ -309,6 +309,8 @@ class Noise:
     before: ClassVar[int] = 0
     after: ClassVar[int] = 0
     sampled: ClassVar[bool] = True
+    plot: ClassVar[tuple[str, ...]] = ("sigmaY", "sigmaU", "sigmaV", "naiveY")
+    worst: ClassVar[str] = "sigmaY"
 
     def measure(self, frames: Sequence[Frame]) -> dict[str, float]:
         """Measure the noise of ``frames[0]`` (planes float32, 8-bit scale).

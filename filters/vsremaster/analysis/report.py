@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..runtime.frames import default_matrix
 from .annotate import prop_name
 from .run import Analysis
 
-__all__ = ["REPORT_VERSION", "report_dict", "write_report", "read_report"]
+__all__ = ["REPORT_VERSION", "analyze_source", "report_dict", "write_report", "read_report"]
 
 REPORT_VERSION = 1
 _THUMB_WIDTH = 320
@@ -66,8 +67,7 @@ def report_dict(analysis: Analysis, source: dict[str, Any], recommendation: list
         "settings": {"every": analysis.every, "seconds": round(analysis.seconds, 3),
                      "analysis_fps": round(analysis.analysis_fps, 2)},
         "metrics": {
-            m.name: {"keys": list(m.keys), "sampled": m.sampled,
-                     "about": (type(m).__doc__ or "").strip().split("\n")[0]}
+            m.name: {"keys": list(m.keys), "sampled": m.sampled, "about": _about(m)}
             for m in analysis.metrics
         },
         "cuts": analysis.cuts,
@@ -91,6 +91,11 @@ def read_report(path: Path) -> dict:
     return data
 
 
+def _about(metric: Any) -> str:
+    """First line of a metric's docstring, without reStructuredText markup."""
+    return (type(metric).__doc__ or "").strip().split("\n")[0].replace("``", "")
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
@@ -107,10 +112,10 @@ def _plots(analysis: Analysis) -> list[dict[str, str]]:
     plots = []
     for metric in analysis.metrics:
         fig, ax = plt.subplots(figsize=(10, 2.4))
-        for key in metric.keys:
+        for key in metric.plot:
             values = analysis.series[prop_name(metric, key)]
             ok = np.isfinite(values)
-            if not ok.any() or key.startswith("declared"):
+            if not ok.any():
                 continue
             style = {"marker": ".", "linestyle": "-", "markersize": 3} if metric.sampled else {}
             ax.plot(seconds[ok], values[ok], label=key, linewidth=1, **style)
@@ -122,7 +127,7 @@ def _plots(analysis: Analysis) -> list[dict[str, str]]:
         if ax.lines:
             ax.legend(fontsize=7, loc="upper right", ncol=4)
         plots.append({"name": metric.name, "src": _png(fig),
-                      "about": (type(metric).__doc__ or "").strip().split("\n")[0]})
+                      "about": _about(metric)})
         plt.close(fig)
     return plots
 
@@ -143,7 +148,8 @@ def _thumbnail(clip: vs.VideoNode, n: int) -> str:
 
 
 def _thumbnails(analysis: Analysis, clip: vs.VideoNode) -> list[dict[str, str]]:
-    """A representative (middle) frame per scene, then the worst frame of each metric."""
+    """A representative (middle) frame per scene, then the worst frame of each metric that
+    found anything."""
     picks: list[tuple[int, str]] = [((s["start"] + s["end"]) // 2,
                                      f"scene {i + 1} (frames {s['start']}-{s['end'] - 1})")
                                     for i, s in enumerate(analysis.scenes[:12])]
@@ -152,7 +158,7 @@ def _thumbnails(analysis: Analysis, clip: vs.VideoNode) -> list[dict[str, str]]:
         if not key:
             continue
         values = analysis.series[prop_name(metric, key)]
-        if np.isfinite(values).any():
+        if np.isfinite(values).any() and np.nanmax(values) > 0:
             n = int(np.nanargmax(values))
             picks.append((n, f"highest {metric.name} {key}: {values[n]:.3g} (frame {n})"))
     return [{"caption": caption, "src": _thumbnail(clip, n)} for n, caption in picks]
@@ -165,7 +171,7 @@ def write_report(
     *,
     source: dict[str, Any],
     recommendation: list[dict],
-) -> tuple[Path, Path]:
+) -> dict:
     """Write ``report.json`` and ``report.html`` into ``out_dir`` (created if needed).
 
     Args:
@@ -175,7 +181,8 @@ def write_report(
         recommendation: the recommended chain.
 
     Returns:
-        (json path, html path). Both are written to temporary names and renamed.
+        The report (``report.json`` content). Both files are written to temporary names
+        and renamed.
     """
     import jinja2
 
@@ -192,4 +199,43 @@ def write_report(
         partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
         partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)
-    return paths
+    return data
+
+
+def analyze_source(
+    path: Path,
+    out_dir: Path,
+    *,
+    every: int = 10,
+    trim: tuple[int, int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Analyse a video file and write ``report.json`` and ``report.html`` into ``out_dir``.
+
+    Args:
+        path: the source (opened with BestSource).
+        out_dir: folder for the report (created if needed).
+        every: sampling step for costly metrics.
+        trim: (first, end) source frames to analyse, or None for all.
+        progress: ``progress(done, total)`` after each frame.
+
+    Returns:
+        The report (``report.json`` content).
+
+    Raises:
+        InputError: the file cannot be opened as video (see ``chain.probe_source``).
+    """
+    from ..chain import probe_source
+    from .recommend import recommend
+    from .run import analyze
+
+    info = probe_source(path)
+    clip = vs.core.bs.VideoSource(str(info.path))
+    first = 0
+    if trim is not None:
+        first = trim[0]
+        clip = clip[trim[0] : trim[1]]
+    analysis = analyze(clip, every=every, first_frame=first, progress=progress)
+    recommendation = recommend(analysis.title)
+    source = {"path": str(info.path), "name": info.path.name, "description": info.describe()}
+    return write_report(analysis, clip, out_dir, source=source, recommendation=recommendation)

@@ -214,6 +214,7 @@ class SceneChange:
     before: ClassVar[int] = 3
     after: ClassVar[int] = 0
     sampled: ClassVar[bool] = False
+    plot: ClassVar[tuple[str, ...]] = ("dist1", "hist")
 
     def measure(self, frames: Sequence[Frame]) -> dict[str, float]:
         """Distances of ``frames[3]`` to ``frames[2]``, ``frames[1]``, ``frames[0]``.

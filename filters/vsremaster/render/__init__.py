@@ -21,7 +21,7 @@ from .. import __version__
 from .._resources import templates_dir
 
 if TYPE_CHECKING:
-    from ..chain import SourceInfo, Step
+    from ..chain import Chain, SourceInfo
 
 __all__ = ["render_template", "render_script", "py_literal"]
 
@@ -103,7 +103,7 @@ def render_template(template: str, /, **context: Any) -> str:
 
 def render_script(
     source: SourceInfo,
-    steps: list[Step],
+    chain: Chain,
     *,
     preset: str,
     trim: tuple[int, int] | None = None,
@@ -115,7 +115,7 @@ def render_script(
 
     Args:
         source: the probed source (:func:`vsremaster.chain.probe_source`).
-        steps: stage calls (:func:`vsremaster.chain.plan_chain`).
+        chain: stage calls and notes (:func:`vsremaster.chain.plan_chain`).
         preset: preset name, for the header comment.
         trim: (first, end) source frames to keep, or None.
         bits: working and output bit depth (integer YUV).
@@ -128,7 +128,8 @@ def render_script(
         version=__version__,
         generated=time.strftime("%Y-%m-%d %H:%M"),
         source=source,
-        steps=steps,
+        steps=chain.steps,
+        notes=chain.notes,
         preset=preset,
         trim=list(trim) if trim else None,
         bits=bits,
