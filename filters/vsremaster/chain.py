@@ -165,7 +165,7 @@ def _field_order(source: SourceInfo, report: dict | None, override: str) -> tupl
             if declared != "progressive":
                 why += f" (the source declares {declared.upper()}; the measurement wins)"
             return "progressive", why
-    return declared, f"the source's _FieldBased property ({declared})"
+    return declared, f"the source's _FieldBased property says {declared.upper()}"
 
 
 def plan_chain(
