@@ -1,8 +1,9 @@
 """Locate data shipped with the package: templates and the model manifest.
 
 In a wheel they live inside the package (``vsremaster/templates``, ``vsremaster/onnx``);
-in an editable install or a source checkout they are read from the repository's top-level
-``templates/`` and ``onnx/`` folders, so edits there take effect without reinstalling.
+in an editable install or a source checkout, where the package has no such folders, they are
+read from the repository's top-level ``templates/`` and ``onnx/``, so edits there take effect
+without reinstalling.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ _REPO_ROOT = _PACKAGE_DIR.parent.parent  # filters/vsremaster -> repo root
 
 
 def resource_dir(name: str) -> Path:
-    """Return the folder ``name`` ("templates" or "onnx"), preferring the source checkout.
+    """Return the folder ``name`` ("templates" or "onnx"): the package's, else the checkout's.
 
     Raises:
         FileNotFoundError: neither the checkout nor the installed package has it.
     """
-    for candidate in (_REPO_ROOT / name, _PACKAGE_DIR / name):
+    for candidate in (_PACKAGE_DIR / name, _REPO_ROOT / name):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(

@@ -165,7 +165,8 @@ def _field_order(source: SourceInfo, report: dict | None, override: str) -> tupl
             if declared != "progressive":
                 why += f" (the source declares {declared.upper()}; the measurement wins)"
             return "progressive", why
-    return declared, f"the source's _FieldBased property says {declared.upper()}"
+    label = declared if declared == "progressive" else declared.upper()
+    return declared, f"the source's _FieldBased property says {label}"
 
 
 def plan_chain(
