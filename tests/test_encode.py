@@ -413,7 +413,7 @@ def test_script_is_evaluated_in_its_folder_like_vspipe(tmp_path, monkeypatch):
     folder = tmp_path / "project"
     folder.mkdir()
     (folder / "length.txt").write_text("7")
-    script = write_script(
+    write_script(
         folder,
         """
         length = int(open("length.txt").read())

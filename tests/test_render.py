@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jinja2
 import pytest
 
 from vsremaster.chain import plan_chain, probe_source

@@ -62,7 +62,7 @@ def resolve_preset(name: str) -> tuple[Preset, str]:
 
         gpu = available_backends()[0] in (Backend.TENSORRT, Backend.CUDA)
         chosen = PRESETS["quality" if gpu else "fast"]
-        why = "a GPU backend is available" if gpu else "no GPU backend (use --preset quality for the best)"
+        why = "a GPU backend is available" if gpu else "no GPU backend; --preset quality is sharper"
         return chosen, f"preset auto -> {chosen.name}: {why}"
     try:
         return PRESETS[name], f"preset {name}"
@@ -229,6 +229,6 @@ def plan_chain(
     what = spec.description if spec.task != "user" else f"your model {model_id}"
     upscale_rec = next((r for r in (report or {}).get("recommendation", [])
                         if r["stage"] == "upscale"), None)
-    extra = f"; {upscale_rec['reason']}" if upscale_rec else ""
-    reason = f"Upscale {size}: {what} ({why}{extra})"
+    extra = f" Analysis: {upscale_rec['reason']}." if upscale_rec else ""
+    reason = f"Upscale {size} with {what} ({why}).{extra}"
     return Chain([Step("upscale", reason, kwargs)], notes)

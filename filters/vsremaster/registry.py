@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import gzip
-import shutil
 import subprocess
 import sys
 import tarfile

@@ -18,10 +18,31 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-__all__ = ["Frame", "Metric", "PROP_PREFIX"]
+__all__ = ["Frame", "Metric", "PROP_PREFIX", "span_stats"]
 
 PROP_PREFIX = "VSR_"
 """Frame properties written by ``annotate`` are named ``VSR_<Metric.name><key>``."""
+
+
+def span_stats(values: np.ndarray, prefix: str, *, spread: bool = True) -> dict[str, float | None]:
+    """NaN-aware median (and 10th/90th percentiles) of a per-frame series, JSON-ready.
+
+    Args:
+        values: 1-D float array, NaN where not measured.
+        prefix: key stem, e.g. ``"sigma_y"``.
+        spread: also return ``<prefix>_p10`` and ``<prefix>_p90``.
+
+    Returns:
+        ``{prefix: median, prefix_p10: ..., prefix_p90: ...}``, None where no frame was
+        measured.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    keys = [prefix, f"{prefix}_p10", f"{prefix}_p90"] if spread else [prefix]
+    if v.size == 0:
+        return dict.fromkeys(keys, None)
+    q = np.percentile(v, [50, 10, 90] if spread else [50])
+    return {k: round(float(x), 4) for k, x in zip(keys, q)}
 
 
 @dataclass(frozen=True, slots=True)

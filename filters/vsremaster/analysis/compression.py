@@ -45,8 +45,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from .base import Frame
-from .noise import span_stats
+from .base import Frame, span_stats
 
 __all__ = ["Blur", "Compression", "blockiness", "blur_sigma", "ringing"]
 

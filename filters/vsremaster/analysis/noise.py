@@ -52,10 +52,10 @@ from typing import Any, ClassVar, NamedTuple
 import cv2
 import numpy as np
 
-from .base import Frame
+from .base import Frame, span_stats
 
 __all__ = [
-    "BAND_EDGES", "Noise", "NoiseEstimate", "estimate_noise", "immerkaer_sigma", "span_stats",
+    "BAND_EDGES", "Noise", "NoiseEstimate", "estimate_noise", "immerkaer_sigma",
 ]
 
 _PATCH = 5
@@ -262,27 +262,6 @@ def estimate_noise(plane: np.ndarray, *, bands: bool = False) -> NoiseEstimate:
         seed = sigma if math.isfinite(sigma) else start
         per_band = tuple(_iterate([p], seed)[0] for p in parts)  # type: ignore[assignment]
     return NoiseEstimate(sigma, naive, per_band, used / xi.size if math.isfinite(sigma) else 0.0)
-
-
-def span_stats(values: np.ndarray, prefix: str, *, spread: bool = True) -> dict[str, float | None]:
-    """NaN-aware median (and 10th/90th percentiles) of a per-frame series, JSON-ready.
-
-    Args:
-        values: 1-D float array, NaN where not measured.
-        prefix: key stem, e.g. ``"sigma_y"``.
-        spread: also return ``<prefix>_p10`` and ``<prefix>_p90``.
-
-    Returns:
-        ``{prefix: median, prefix_p10: ..., prefix_p90: ...}``, None where no frame was
-        measured.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    keys = [prefix, f"{prefix}_p10", f"{prefix}_p90"] if spread else [prefix]
-    if v.size == 0:
-        return dict.fromkeys(keys, None)
-    q = np.percentile(v, [50, 10, 90] if spread else [50])
-    return {k: round(float(x), 4) for k, x in zip(keys, q)}
 
 
 class Noise:

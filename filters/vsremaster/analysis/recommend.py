@@ -96,6 +96,6 @@ def recommend(title: dict[str, Any]) -> list[dict[str, Any]]:
             f"ringing {ringing:.2f}")
 
     blur = _get(title, "Blur", "sigma")
-    add("upscale", {}, "super-resolution" + (
-        f"; the source's edges are blurred by about {float(blur):.1f} px" if blur else ""))
+    add("upscale", {}, f"the source's edges are blurred by about {float(blur):.1f} px"
+        if blur else "super-resolution")
     return recs
