@@ -12,6 +12,7 @@ models whose unpadded convolutions eat that many pixels.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,21 +164,33 @@ def run_tiled(
     if plan.count == 1:
         y = infer(np.ascontiguousarray(padded))
         return y[:, :, : h * scale, : w * scale]
-    ov = plan.overlap * scale
+    weights, norm = _weights(plan, scale)
     acc: np.ndarray | None = None
-    weight = np.zeros((plan.height * scale, plan.width * scale), np.float32)
-    for ty in plan.ys:
-        wy = _ramp(th * scale, ty, ty + th, plan.height, ov)
-        for tx in plan.xs:
-            tile = np.ascontiguousarray(padded[:, :, ty : ty + th + 2 * border, tx : tx + tw + 2 * border])
-            out = infer(tile)
-            if acc is None:
-                acc = np.zeros((1, out.shape[1], *weight.shape), np.float32)
-            wx = _ramp(tw * scale, tx, tx + tw, plan.width, ov)
-            wt = wy[:, None] * wx[None, :]
-            ys, xs = slice(ty * scale, (ty + th) * scale), slice(tx * scale, (tx + tw) * scale)
-            acc[0, :, ys, xs] += out[0] * wt
-            weight[ys, xs] += wt
+    tiles = ((ty, tx) for ty in plan.ys for tx in plan.xs)
+    for (ty, tx), wt in zip(tiles, weights):
+        tile = np.ascontiguousarray(padded[:, :, ty : ty + th + 2 * border, tx : tx + tw + 2 * border])
+        out = infer(tile)
+        if acc is None:
+            acc = np.zeros((1, out.shape[1], plan.height * scale, plan.width * scale), np.float32)
+        ys, xs = slice(ty * scale, (ty + th) * scale), slice(tx * scale, (tx + tw) * scale)
+        acc[0, :, ys, xs] += out[0] * wt
     assert acc is not None
-    acc /= weight
+    acc *= norm
     return acc[:, :, : h * scale, : w * scale]
+
+
+@functools.lru_cache(maxsize=16)
+def _weights(plan: TilePlan, scale: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per-tile blending weights (row-major over ``plan``) and 1 / their sum: the same for
+    every frame of a clip, so computed once per plan."""
+    ov = plan.overlap * scale
+    total = np.zeros((plan.height * scale, plan.width * scale), np.float32)
+    weights = []
+    for ty in plan.ys:
+        wy = _ramp(plan.tile_h * scale, ty, ty + plan.tile_h, plan.height, ov)
+        for tx in plan.xs:
+            wx = _ramp(plan.tile_w * scale, tx, tx + plan.tile_w, plan.width, ov)
+            wt = wy[:, None] * wx[None, :]
+            total[ty * scale : (ty + plan.tile_h) * scale, tx * scale : (tx + plan.tile_w) * scale] += wt
+            weights.append(wt)
+    return weights, 1.0 / total
