@@ -12,13 +12,16 @@ whatever the clip's depth, so thresholds and noise sigmas mean the same for ever
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
 __all__ = ["Frame", "Metric", "PROP_PREFIX", "span_stats"]
+
+T = TypeVar("T")
 
 PROP_PREFIX = "VSR_"
 """Frame properties written by ``annotate`` are named ``VSR_<Metric.name><key>``."""
@@ -57,11 +60,23 @@ class Frame:
             copy before modifying).
         field_based: the frame's ``_FieldBased`` property (0 progressive, 1 BFF, 2 TFF;
             0 when absent).
+
+    ``annotate`` hands the same ``Frame`` to every temporal window and metric that needs
+    frame ``n``, so work derived from it is done once through :meth:`derived`.
     """
 
     n: int
     planes: Sequence[np.ndarray]
     field_based: int = 0
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def derived(self, key: str, compute: Callable[[Frame], T]) -> T:
+        """``compute(self)``, computed once per frame and ``key`` (thread-safe)."""
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key] = compute(self)
+            return self._memo[key]
 
     @property
     def y(self) -> np.ndarray:

@@ -17,8 +17,6 @@ and :func:`mark_scene_changes` writes them as VapourSynth's ``_SceneChangePrev/_
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -56,9 +54,6 @@ _FLAT_STD = 1.0
 _Y_BINS, _C_BINS, _C_RANGE = 32, 16, (64.0, 192.0)
 """Histogram bins: luma over 0-256, each chroma plane over 64-192 (clipped: ±64 around grey)."""
 
-_CACHE_SIZE = 48
-
-
 @dataclass(frozen=True, slots=True)
 class Reduced:
     """A frame reduced to what the scene and motion measures need (computed once per frame).
@@ -80,34 +75,6 @@ class Reduced:
     luma: float
 
 
-class _ReducedCache:
-    """Thread-safe LRU of :class:`Reduced` per frame, so a frame seen in several temporal
-    windows (and by several metrics) is reduced once. Keyed by frame number, size and a hash
-    of every 8th pixel of every 8th line, so different clips (or filtered versions of one)
-    measured in the same process do not share entries unless all those pixels agree."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[tuple[int, tuple[int, ...], int], Reduced] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, frame: Frame) -> Reduced:
-        y = frame.y
-        key = (frame.n, y.shape, hash(y[::8, ::8].tobytes()))
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-                return hit
-        value = _reduce(frame)
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return value
-
-
-_CACHE = _ReducedCache(_CACHE_SIZE)
 
 
 def _halve(plane: np.ndarray) -> np.ndarray:
@@ -162,7 +129,7 @@ def reduce_frame(frame: Frame) -> Reduced:
     Returns:
         See :class:`Reduced`.
     """
-    return _CACHE.get(frame)
+    return frame.derived("scene.reduced", _reduce)
 
 
 def hist_distance(a: Reduced, b: Reduced) -> float:
