@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from .errors import VSRemasterError
+
+if TYPE_CHECKING:
+    from .chain import SourceInfo
 
 __all__ = ["app", "main"]
 
@@ -38,7 +41,8 @@ models_app = typer.Typer(help="List, install and verify models.", no_args_is_hel
 app.add_typer(models_app, name="models")
 
 
-def _parse_trim(text: str | None) -> tuple[int, int] | None:
+def _parse_trim(text: str | None, num_frames: int) -> tuple[int, int] | None:
+    """``FIRST:END`` -> (first, end), checked against the source's ``num_frames``."""
     if not text:
         return None
     try:
@@ -47,6 +51,8 @@ def _parse_trim(text: str | None) -> tuple[int, int] | None:
         raise typer.BadParameter("use FIRST:END frame numbers, e.g. 0:250") from None
     if first < 0 or end <= first:
         raise typer.BadParameter(f"{text}: need 0 <= FIRST < END")
+    if end > num_frames:
+        raise typer.BadParameter(f"--trim end {end} is past the last frame ({num_frames})")
     return first, end
 
 
@@ -127,6 +133,7 @@ TrimOpt = Annotated[Optional[str], typer.Option(help="Keep source frames FIRST:E
 BackendOpt = Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")]
 TileOpt = Annotated[Optional[int], typer.Option(help="Tile size in input pixels (default: from free memory).")]
 StreamsOpt = Annotated[Optional[int], typer.Option(help="Frames inferred in parallel (sessions).")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 EveryOpt = Annotated[int, typer.Option(help="Analysis: measure the costly metrics (noise, compression, damage) on every N-th frame.")]
 ReportOpt = Annotated[Optional[Path], typer.Option(help="Use this report.json instead of analysing the source again.")]
 AnalysisOpt = Annotated[bool, typer.Option("--analysis/--no-analysis", help="Analyse the source and let the measurements choose the chain.")]
@@ -153,8 +160,8 @@ def _analysis_progress(label: str):
     return bar, update
 
 
-def _run_analysis(source: Path, out_dir: Path, *, every: int, trim: tuple[int, int] | None,
-                  progress: bool) -> dict:
+def _run_analysis(source: SourceInfo, out_dir: Path, *, every: int,
+                  trim: tuple[int, int] | None, progress: bool) -> dict:
     from .analysis.report import analyze_source
 
     if progress:
@@ -184,14 +191,12 @@ def _write_script(
 
     info = probe_source(source)
     err.print(f"source: {info.path}\n        {info.describe()}")
-    span = _parse_trim(trim)
-    if span and span[1] > info.num_frames:
-        raise typer.BadParameter(f"--trim end {span[1]} is past the last frame ({info.num_frames})")
+    span = _parse_trim(trim, info.num_frames)
     report = None
     if report_path is not None:
         report = read_report(report_path)
     elif analysis:
-        report = _run_analysis(source, out.with_suffix(".analysis"), every=every, trim=span,
+        report = _run_analysis(info, out.with_suffix(".analysis"), every=every, trim=span,
                                progress=progress)
     chain = plan_chain(info, report=report, preset=preset, model=model, width=width,
                        height=height, backend=backend, tile=tile, num_streams=num_streams,
@@ -213,16 +218,14 @@ def analyze(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for report.json and report.html.")],
     every: EveryOpt = 10,
     trim: TrimOpt = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: ProgressOpt = True,
 ) -> None:
     """Measure SOURCE (interlacing, noise, compression, damage, scenes, motion) and write a report."""
     from .chain import probe_source
 
-    span = _parse_trim(trim)
     info = probe_source(source)
-    if span and span[1] > info.num_frames:
-        raise typer.BadParameter(f"--trim end {span[1]} is past the last frame ({info.num_frames})")
-    _run_analysis(source, output, every=every, trim=span, progress=progress)
+    _run_analysis(info, output, every=every, trim=_parse_trim(trim, info.num_frames),
+                  progress=progress)
 
 
 @app.command()
@@ -241,7 +244,7 @@ def script(
     report: ReportOpt = None,
     every: EveryOpt = 10,
     field_order: FieldOrderOpt = "auto",
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: ProgressOpt = True,
 ) -> None:
     """Write a restoration .vpy for SOURCE (preview with vspreview, encode with `encode`).
 
@@ -260,7 +263,6 @@ CrfOpt = Annotated[float, typer.Option(help="x265 constant rate factor (lower = 
 EncoderOpt = Annotated[str, typer.Option(help="auto (x265 CLI if on PATH, else FFmpeg's libx265), x265 or ffmpeg.")]
 ParamsOpt = Annotated[str, typer.Option("--x265-params", help="Extra x265 options, e.g. '--tune grain --no-sao'.")]
 AudioOpt = Annotated[Optional[str], typer.Option(help="auto (the script's source), none, or a file to take audio from.")]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 
 
 def _audio(value: str | None):

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import vapoursynth as vs
@@ -25,6 +25,9 @@ from .._resources import templates_dir
 from ..runtime.frames import default_matrix
 from .annotate import prop_name
 from .run import Analysis
+
+if TYPE_CHECKING:
+    from ..chain import SourceInfo
 
 __all__ = ["REPORT_VERSION", "analyze_source", "report_dict", "write_report", "read_report"]
 
@@ -203,7 +206,7 @@ def write_report(
 
 
 def analyze_source(
-    path: Path,
+    info: SourceInfo,
     out_dir: Path,
     *,
     every: int = 10,
@@ -213,7 +216,7 @@ def analyze_source(
     """Analyse a video file and write ``report.json`` and ``report.html`` into ``out_dir``.
 
     Args:
-        path: the source (opened with BestSource).
+        info: the source, from :func:`vsremaster.chain.probe_source` (opened with BestSource).
         out_dir: folder for the report (created if needed).
         every: sampling step for costly metrics.
         trim: (first, end) source frames to analyse, or None for all.
@@ -222,14 +225,10 @@ def analyze_source(
     Returns:
         The report (``report.json`` content).
 
-    Raises:
-        InputError: the file cannot be opened as video (see ``chain.probe_source``).
     """
-    from ..chain import probe_source
     from .recommend import recommend
     from .run import analyze
 
-    info = probe_source(path)
     clip = vs.core.bs.VideoSource(str(info.path))
     first = 0
     if trim is not None:
