@@ -274,11 +274,11 @@ def _audio(value: str | None):
 def _encode(script_path: Path, output: Path, **kwargs) -> None:
     from .encode import encode, media_info
 
-    result = encode(script_path, output, **kwargs)
-    info = media_info(result.output)
+    result = encode(script_path, output, **kwargs)  # checks frame count and duration itself
+    info = media_info(result.output, count_frames=False, colour=False)
     err.print(
         f"[green]done[/] {result.output}: {info.video_codec} {info.width}x{info.height} "
-        f"{info.pix_fmt}, {info.frames} frames, {info.duration_s:.2f} s"
+        f"{info.pix_fmt}, {result.frames} frames, {result.duration_s:.2f} s"
         f"{', audio ' + info.audio_codec if info.audio_codec else ''}; "
         f"encoded in {result.seconds:.1f} s ({result.fps:.2f} fps, {result.encoder})"
     )
