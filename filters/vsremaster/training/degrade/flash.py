@@ -23,7 +23,7 @@ import numpy as np
 import vapoursynth as vs
 
 from ...errors import InputError
-from ...runtime.frames import ModelFormat, check_clip, from_model, to_model
+from ...runtime.frames import check_clip, from_model, to_model
 
 __all__ = ["FlashKind", "add_flashes", "flash_schedule", "concat_scenes"]
 
@@ -192,7 +192,7 @@ def add_flashes(
     }
     if not lights:
         return clip
-    rgb, prepared = to_model(clip, ModelFormat(3), "add_flashes", progressive=False)
+    rgb, prepared = to_model(clip, 3, "add_flashes", progressive=False)
     w, h = clip.width, clip.height
     ys = ((np.arange(h, dtype=np.float32) + 0.5) / h)[:, None]
     xs = ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, :]
