@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import vapoursynth as vs
 
-from ..runtime.frames import check_clip
+from ..runtime.frames import check_clip, read_plane8
 from .base import PROP_PREFIX, Frame, Metric
 
 __all__ = ["annotate", "prop_name"]
@@ -51,15 +51,7 @@ class _Planes(Sequence[np.ndarray]):
         with self._lock:
             plane = self._planes[p]
             if plane is None:
-                fmt = self._frame.format
-                raw = np.asarray(self._frame[p], dtype=np.float32)
-                if fmt.sample_type == vs.INTEGER and fmt.bits_per_sample == 8:
-                    plane = raw
-                elif fmt.sample_type == vs.INTEGER:
-                    plane = raw * np.float32(1.0 / (1 << (fmt.bits_per_sample - 8)))
-                else:  # float: Y 0-1, chroma -0.5..0.5
-                    plane = raw * np.float32(255) + np.float32(128 if p else 0)
-                self._planes[p] = plane
+                plane = self._planes[p] = read_plane8(self._frame, p)
             return plane
 
 

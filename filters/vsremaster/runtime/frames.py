@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import vapoursynth as vs
 
 from .. import log
 from ..errors import InputError
 
-__all__ = ["check_clip", "default_matrix", "to_model", "from_model"]
+__all__ = [
+    "check_clip", "default_matrix", "to_model", "from_model", "read_plane8", "write_plane8",
+]
 
 core = vs.core
 
@@ -185,3 +188,36 @@ def _scale_sar(clip: vs.VideoNode, factor: Fraction) -> vs.VideoNode:
         return f
 
     return core.std.ModifyFrame(clip, clip, fix)
+
+
+def read_plane8(f: vs.VideoFrame, p: int) -> np.ndarray:
+    """Plane ``p`` of ``f`` as a new float32 array on the 8-bit scale.
+
+    Integer samples are divided by 2**(bits-8) (a 10-bit 512 is 128.0); float samples are
+    multiplied by 255 and YUV chroma (-0.5..0.5) is centred on 128, so analysis thresholds
+    and noise sigmas mean the same whatever the clip's depth.
+    """
+    fmt = f.format
+    out = np.asarray(f[p]).astype(np.float32)
+    if fmt.sample_type == vs.INTEGER:
+        if fmt.bits_per_sample > 8:
+            out *= np.float32(1.0 / (1 << (fmt.bits_per_sample - 8)))
+        return out
+    out *= np.float32(255.0)
+    if p and fmt.color_family == vs.YUV:
+        out += np.float32(128.0)
+    return out
+
+
+def write_plane8(f: vs.VideoFrame, p: int, plane: np.ndarray) -> None:
+    """Store an 8-bit-scale float plane (see :func:`read_plane8`) into writable frame ``f``;
+    integer samples are rounded and clipped to the code range."""
+    fmt = f.format
+    dst = np.asarray(f[p])
+    if fmt.sample_type == vs.INTEGER:
+        scale = float(1 << (fmt.bits_per_sample - 8))
+        top = (1 << fmt.bits_per_sample) - 1
+        np.copyto(dst, np.clip(np.rint(plane * scale), 0, top), casting="unsafe")
+    else:
+        centre = 128.0 if p and fmt.color_family == vs.YUV else 0.0
+        np.copyto(dst, (plane - np.float32(centre)) * np.float32(1.0 / 255.0), casting="unsafe")

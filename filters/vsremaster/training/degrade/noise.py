@@ -25,7 +25,7 @@ import numpy as np
 import vapoursynth as vs
 
 from ...errors import InputError
-from ...runtime.frames import check_clip
+from ...runtime.frames import check_clip, read_plane8, write_plane8
 
 __all__ = [
     "PlaneFunc", "add_film_grain", "add_gaussian_noise", "add_poisson_gaussian_noise", "map_planes",
@@ -45,29 +45,6 @@ def _check_yuv(clip: vs.VideoNode, func: str) -> vs.VideoFormat:
             "(convert first, e.g. core.resize.Bicubic(clip, format=vs.YUV444PS, matrix_s='709'))"
         )
     return fmt
-
-
-def _read(f: vs.VideoFrame, p: int) -> np.ndarray:
-    """Plane ``p`` of ``f`` as float32 on the 8-bit scale (chroma centred on 128)."""
-    fmt = f.format
-    a = np.asarray(f[p])
-    if fmt.sample_type == vs.INTEGER:
-        return a.astype(np.float32) * np.float32(1.0 / (1 << (fmt.bits_per_sample - 8)))
-    out = a.astype(np.float32) * np.float32(255.0)
-    return out + np.float32(128.0) if p and fmt.color_family == vs.YUV else out
-
-
-def _write(f: vs.VideoFrame, p: int, plane: np.ndarray) -> None:
-    """Store an 8-bit-scale float plane into plane ``p`` of the writable frame ``f``."""
-    fmt = f.format
-    dst = np.asarray(f[p])
-    if fmt.sample_type == vs.INTEGER:
-        scale = float(1 << (fmt.bits_per_sample - 8))
-        top = (1 << fmt.bits_per_sample) - 1
-        np.copyto(dst, np.clip(np.rint(plane * scale), 0, top), casting="unsafe")
-    else:
-        centre = 128.0 if p and fmt.color_family == vs.YUV else 0.0
-        np.copyto(dst, (plane - np.float32(centre)) * np.float32(1.0 / 255.0), casting="unsafe")
 
 
 def map_planes(clip: vs.VideoNode, func: PlaneFunc, *, name: str = "map_planes") -> vs.VideoNode:
@@ -90,10 +67,10 @@ def map_planes(clip: vs.VideoNode, func: PlaneFunc, *, name: str = "map_planes")
     fmt = _check_yuv(clip, name)
 
     def modify(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
-        planes = func(n, [_read(f, p) for p in range(fmt.num_planes)])
+        planes = func(n, [read_plane8(f, p) for p in range(fmt.num_planes)])
         out = f.copy()
         for p, plane in enumerate(planes):
-            _write(out, p, plane)
+            write_plane8(out, p, plane)
         return out
 
     return core.std.ModifyFrame(clip, clip, modify)
