@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,14 @@ def test_remaster_writes_script_and_a_playable_hevc_of_the_real_clip(tmp_path, s
     assert "waifu2x-photo-x2-noise1" in text and "TRIM = [25, 37]" in text
     assert "done" in proc.stderr and str(out) in proc.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partials left
+    # target quality by default, split at the analysis report's cuts (named in the script)
+    assert "my bikes (remaster).analysis/report.json" in text
+    decisions = json.loads(out.with_suffix(".encode.json").read_text())
+    assert decisions["target"]["vmaf"] == 95.0
+    assert "cuts from the analysis report" in proc.stderr.replace("\n", " ")
+    scene = decisions["scenes"][0]
+    assert scene["crf"] is not None and len(scene["probes"]) >= 2
+    assert scene["measured_mean"] is not None and scene["bits"] > 0
 
 
 def test_script_command_and_help(tmp_path, sample_clip):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -193,15 +194,19 @@ def _write_script(
     err.print(f"source: {info.path}\n        {info.describe()}")
     span = _parse_trim(trim, info.num_frames)
     report = None
-    if report_path is not None:
-        report = read_report(report_path)
-    elif analysis:
-        report = _run_analysis(info, out.with_suffix(".analysis"), every=every, trim=span,
+    if report_path is None and analysis:
+        report_path = out.with_suffix(".analysis") / "report.json"
+        report = _run_analysis(info, report_path.parent, every=every, trim=span,
                                progress=progress)
+    elif report_path is not None:
+        report = read_report(report_path)
     chain = plan_chain(info, report=report, preset=preset, model=model, width=width,
                        height=height, backend=backend, tile=tile, num_streams=num_streams,
                        field_order=field_order)
-    text = render_script(info, chain, preset=preset, trim=span)
+    named = None
+    if report_path is not None:
+        named = os.path.relpath(os.path.abspath(report_path), os.path.abspath(out.parent))
+    text = render_script(info, chain, preset=preset, trim=span, analysis=named)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     partial.write_text(text, encoding="utf-8")
@@ -259,16 +264,35 @@ def script(
 
 
 # ---------------------------------------------------------------- encode
-CrfOpt = Annotated[float, typer.Option(help="x265 constant rate factor (lower = better, bigger).")]
 EncoderOpt = Annotated[str, typer.Option(help="auto (x265 CLI if on PATH, else FFmpeg's libx265), x265 or ffmpeg.")]
-ParamsOpt = Annotated[str, typer.Option("--x265-params", help="Extra x265 options, e.g. '--tune grain --no-sao'.")]
+ParamsOpt = Annotated[str, typer.Option("--x265-params", help="Extra x265 options, e.g. '--tune grain --no-sao'; they override --x265-defaults.")]
+DefaultsOpt = Annotated[str, typer.Option("--x265-defaults", help="x265 parameter set for restored footage: restored (no SAO, aq-mode 3, psy-rd 2, deblock -1), grain, animation, or x265 (none). See the README's table.")]
 AudioOpt = Annotated[Optional[str], typer.Option(help="auto (the script's source), none, or a file to take audio from.")]
+MinLowOpt = Annotated[Optional[float], typer.Option("--min-vmaf-percentile", help="Also keep every scene's low-percentile VMAF (see --percentile) at or above this.")]
+PercentileOpt = Annotated[float, typer.Option(help="Which low percentile of per-frame VMAF is reported and held by --min-vmaf-percentile.")]
+ChunksOpt = Annotated[int, typer.Option(help="0: one x265 pass with per-scene zones; N: scene chunks, N encoded at once (resumable chunk by chunk).")]
+ScenesOpt = Annotated[Optional[str], typer.Option(help="Scene cuts: a report.json or a file of frame numbers, or 'none'; default: the script's analysis report, else found in the script's frames.")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Discard what an interrupted run left (by default a rerun resumes).")]
+VerifyOpt = Annotated[bool, typer.Option("--verify/--no-verify", help="After encoding, score the probed frames of the finished file and log the measured VMAF.")]
+ProbeShareOpt = Annotated[float, typer.Option(help="Share of each scene's frames used for probes (0.02-1).")]
 
 
 def _audio(value: str | None):
     if value is None or value == "auto":
         return "auto"
     return None if value == "none" else Path(value)
+
+
+def _target(vmaf: float | None, min_low: float | None, percentile: float, probe_share: float,
+            verify: bool):
+    from .encode import TargetQuality
+
+    if vmaf is None:
+        if min_low is not None:
+            raise typer.BadParameter("--min-vmaf-percentile needs --target-vmaf")
+        return None
+    return TargetQuality(vmaf=vmaf, min_low=min_low, percentile=percentile,
+                         probe_share=probe_share, verify=verify)
 
 
 def _encode(script_path: Path, output: Path, **kwargs) -> None:
@@ -282,23 +306,53 @@ def _encode(script_path: Path, output: Path, **kwargs) -> None:
         f"{', audio ' + info.audio_codec if info.audio_codec else ''}; "
         f"encoded in {result.seconds:.1f} s ({result.fps:.2f} fps, {result.encoder})"
     )
+    if result.log is not None:
+        summary = json.loads(result.log.read_text(encoding="utf-8"))["title"]
+        vmaf = summary.get("measured_mean") or summary.get("predicted_mean")
+        what = "measured" if summary.get("measured_mean") is not None else "predicted"
+        err.print(
+            f"{summary['scenes']} scenes, mean CRF {summary['crf']}"
+            + (f", {what} VMAF {vmaf:.2f} on the probed frames" if vmaf is not None else "")
+            + f", {summary['kbps']} kbit/s; time "
+            + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result.timing.items())
+            + f"; decisions per scene: {result.log}"
+        )
 
 
 @app.command("encode")
 def encode_cmd(
     script_path: Annotated[Path, typer.Argument(metavar="SCRIPT", help="A .vpy script (output 0 is encoded).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output .mkv (written only when the encode succeeds).")],
-    crf: CrfOpt = 18.0,
+    target_vmaf: Annotated[Optional[float], typer.Option(help="Per-scene CRF for this mean VMAF (e.g. 95), measured against the script's frames. Without it: fixed --crf.")] = None,
+    min_vmaf_percentile: MinLowOpt = None,
+    percentile: PercentileOpt = 1.0,
+    crf: Annotated[float, typer.Option(help="x265 constant rate factor when no --target-vmaf (lower = better, bigger).")] = 18.0,
+    chunks: ChunksOpt = 0,
+    chunk_seconds: Annotated[float, typer.Option(help="Minimum chunk length in seconds with --chunks (consecutive scenes are grouped).")] = 10.0,
+    scenes: ScenesOpt = None,
     preset: Annotated[str, typer.Option(help="x265 preset (ultrafast ... placebo).")] = "slow",
+    x265_defaults: DefaultsOpt = "restored",
     x265_params: ParamsOpt = "",
     encoder: EncoderOpt = "auto",
     depth: Annotated[int, typer.Option(help="Output bit depth (8, 10 or 12).")] = 10,
     audio: AudioOpt = "auto",
+    probe_share: ProbeShareOpt = 0.1,
+    verify: VerifyOpt = True,
+    fresh: FreshOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
-    """Encode a .vpy with vspipe into x265 (HEVC in Matroska), muxing the source's audio."""
+    """Encode a .vpy with vspipe into x265 (HEVC in Matroska), muxing the source's audio.
+
+    With --target-vmaf the title is split at its scene cuts, each scene's CRF is found with
+    short VMAF probes against the restored frames and the scenes are encoded as x265 zones
+    (or --chunks); OUT.encode.json logs every decision. Such an encode is resumable: rerun
+    the same command after a failure or Ctrl-C.
+    """
     _encode(script_path, output, crf=crf, preset=preset, x265_params=x265_params,
-            encoder=encoder, depth=depth, audio=_audio(audio), progress=progress)
+            defaults=x265_defaults, encoder=encoder, depth=depth, audio=_audio(audio),
+            progress=progress, chunks=chunks, chunk_seconds=chunk_seconds, scenes=scenes,
+            fresh=fresh,
+            target=_target(target_vmaf, min_vmaf_percentile, percentile, probe_share, verify))
 
 
 # ---------------------------------------------------------------- remaster
@@ -318,24 +372,37 @@ def remaster(
     report: ReportOpt = None,
     every: EveryOpt = 10,
     field_order: FieldOrderOpt = "auto",
-    crf: CrfOpt = 18.0,
+    target_vmaf: Annotated[float, typer.Option(help="Per-scene CRF for this mean VMAF against the restored frames.")] = 95.0,
+    min_vmaf_percentile: MinLowOpt = None,
+    percentile: PercentileOpt = 1.0,
+    crf: Annotated[Optional[float], typer.Option(help="Encode at this fixed x265 CRF instead of --target-vmaf.")] = None,
+    chunks: ChunksOpt = 0,
     x265_preset: Annotated[str, typer.Option(help="x265 preset (ultrafast ... placebo).")] = "slow",
+    x265_defaults: DefaultsOpt = "restored",
     x265_params: ParamsOpt = "",
     encoder: EncoderOpt = "auto",
     audio: AudioOpt = "auto",
+    probe_share: ProbeShareOpt = 0.1,
+    verify: VerifyOpt = True,
+    fresh: FreshOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
     """The main job: analyse SOURCE, write its restoration script, encode it to OUTPUT.
 
-    Writes OUTPUT.analysis/ (report.json, report.html) and OUTPUT.vpy beside OUTPUT.
+    Writes OUTPUT.analysis/ (report.json, report.html) and OUTPUT.vpy beside OUTPUT. The
+    encode aims each scene at --target-vmaf (cut at the analysis' scene cuts; decisions in
+    OUTPUT.encode.json; a rerun resumes) unless --crf asks for a fixed CRF.
     """
     start = time.perf_counter()
     vpy = _write_script(source, output.with_suffix(".vpy"), preset=preset, model=model,
                         width=width, height=height, trim=trim, backend=backend, tile=tile,
                         num_streams=num_streams, analysis=analysis, report_path=report,
                         every=every, field_order=field_order, progress=progress)
-    _encode(vpy, output, crf=crf, preset=x265_preset, x265_params=x265_params,
-            encoder=encoder, audio=_audio(audio), progress=progress)
+    target = None if crf is not None else _target(target_vmaf, min_vmaf_percentile, percentile,
+                                                  probe_share, verify)
+    _encode(vpy, output, crf=crf if crf is not None else 18.0, preset=x265_preset,
+            x265_params=x265_params, defaults=x265_defaults, encoder=encoder,
+            audio=_audio(audio), progress=progress, target=target, chunks=chunks, fresh=fresh)
     err.print(f"total {time.perf_counter() - start:.1f} s")
 
 

@@ -3,6 +3,8 @@
     from vsremaster.encode import encode, media_info
     result = encode(Path("film.vpy"), Path("film.mkv"), crf=18, preset="slow")
     print(result.frames, result.commands)
+    # per-scene CRF for a mean VMAF of 95 against the script's frames, resumable chunks
+    result = encode(Path("film.vpy"), Path("film.mkv"), target=TargetQuality(vmaf=95), chunks=2)
     info = media_info(result.output)  # codec, size, bit depth, frames, duration, audio...
 
 See :mod:`vsremaster.encode.pipeline` for the steps and failure handling.
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .inspect import MediaInfo, media_info
     from .pipeline import (
+        X265_DEFAULTS,
         X265_PRESETS,
         EncodeInterrupted,
         EncodeResult,
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     )
     from .probe import ScriptInfo, probe_script
     from .progress import FrameProgress, parse_vspipe_progress
+    from .target import Scene, TargetQuality
     from .tools import ffmpeg_exe, vspipe_exe, x265_exe
 
 _EXPORTS = {
@@ -36,6 +40,9 @@ _EXPORTS = {
     "EncodeResult": "pipeline",
     "EncodeInterrupted": "pipeline",
     "X265_PRESETS": "pipeline",
+    "X265_DEFAULTS": "pipeline",
+    "TargetQuality": "target",
+    "Scene": "target",
     "parse_x265_params": "pipeline",
     "x265_cli_args": "pipeline",
     "ffmpeg_x265_params": "pipeline",
@@ -51,12 +58,15 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "X265_DEFAULTS",
     "X265_PRESETS",
     "EncodeInterrupted",
     "EncodeResult",
     "FrameProgress",
     "MediaInfo",
+    "Scene",
     "ScriptInfo",
+    "TargetQuality",
     "encode",
     "ffmpeg_exe",
     "ffmpeg_x265_params",

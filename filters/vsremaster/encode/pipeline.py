@@ -4,13 +4,17 @@
 :attr:`EncodeResult.commands`:
 
 1. probe the script (:func:`~vsremaster.encode.probe.probe_script`): size, length, frame
-   rate, format, colour properties, the ``VSREMASTER`` dict;
+   rate, format, colour properties, the ``VSREMASTER`` dict; for a scene-based encode
+   (target quality or chunks) find the scenes and, with a target, decide each scene's CRF
+   from VMAF probes (:mod:`~vsremaster.encode.probes`);
 2. audio (before the long video encode, so a bad source fails fast): the first audio
    stream of the source is stream-copied, cut to the script's span, into ``audio.mka``
    (re-encoded to FLAC only when Matroska cannot hold the codec);
 3. video: ``vspipe -c y4m -p SCRIPT - | x265 --y4m --input - ...`` writing raw HEVC, or
    ``vspipe ... | ffmpeg -f yuv4mpegpipe -i - -c:v libx265 ...`` writing Matroska; a
-   progress bar follows vspipe's ``-p`` output;
+   progress bar follows vspipe's ``-p`` output. Scene-based: per-scene CRFs as x265 zones,
+   in one pass or in scene-aligned chunks (``vspipe -s FIRST -e LAST``) joined byte-wise
+   (each chunk starts with an IDR frame and its own parameter sets);
 4. mux video + audio into ``.NAME.partial-PID.mkv`` next to the output: for x265 with
    ``mkvmerge --default-duration`` (raw HEVC has no timestamps and FFmpeg 9 cannot time it
    when it has B-frames), for FFmpeg with ``ffmpeg -copyts ... -c copy``; then a check that
@@ -18,7 +22,8 @@
 5. ``os.replace`` onto the final name.
 
 Intermediate files live in a temporary folder next to the output (raw HEVC can be large)
-which is always removed. On any failure, including Ctrl-C, every program still running is
+which is always removed; a scene-based encode keeps its work folder
+(:mod:`~vsremaster.encode.workdir`) until the output is finished, so a rerun resumes. On any failure, including Ctrl-C, every program still running is
 killed, the partial file is removed, nothing is left under (or replaces) the final name,
 and :class:`~vsremaster.errors.EncodeError` names the program that failed, its exit status
 and its last messages.
@@ -26,31 +31,62 @@ and its last messages.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import re
-import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..analysis.scenes import scene_spans
 from ..errors import EncodeError, InputError
 from .inspect import media_info
-from .probe import ScriptInfo, probe_script
-from .process import Program, command_line, describe_exit
+from .probe import ScriptInfo, probe_script, script_scene_cuts
+from .probes import measure_scenes, probe_scenes, scene_bits
+from .process import (
+    Program,
+    Runner,
+    command_line,
+    failure,
+    ffmpeg_noise,
+    is_broken_pipe,
+    sigterm_as_interrupt,
+    x265_noise,
+)
 from .progress import FrameProgress, ProgressBar, is_vspipe_progress, parse_vspipe_progress
+from .target import (
+    Scene,
+    TargetQuality,
+    base_crf,
+    check_cuts,
+    merge_short,
+    read_cuts,
+    sample_spans,
+    title_summary,
+    zones_arg,
+)
 from .tools import ffmpeg_exe, ffmpeg_file, mkvmerge_exe, vspipe_exe, x265_exe
+from .workdir import WorkDir, fingerprint
+from .x265 import (
+    X265_DEFAULTS,
+    X265_PRESETS,
+    VideoEncoder,
+    check_format,
+    ffmpeg_x265_params,
+    parse_x265_params,
+    x265_cli_args,
+)
 
 __all__ = [
+    "X265_DEFAULTS",
     "X265_PRESETS",
     "EncodeInterrupted",
     "EncodeResult",
@@ -62,33 +98,9 @@ __all__ = [
 
 log = logging.getLogger("vsremaster.encode")
 
-#: Presets understood by both x265 and FFmpeg's libx265.
-X265_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-)
-
-_TAIL = 15
 _X265_CLI_MIN_SIZE = 64
 _FATAL_GRACE_S = 3.0
-
-# H.273 code points each encoder accepts (2 = unspecified is never signalled).
-_X265_PRIMARIES = {1, *range(4, 13)}
-_X265_TRANSFER = {1, *range(4, 19)}
-_X265_MATRIX = {0, 1, *range(4, 15)}
-_FF_PRIMARIES = {1, *range(4, 13), 22}
-_FF_TRANSFER = {1, *range(4, 19)}
-_FF_MATRIX = {0, 1, *range(4, 15)}
-_FF_CHROMA_LOC = ("left", "center", "topleft", "top", "bottomleft", "bottom")
-
+_MIN_SCENE_S = 1.0  # shorter scenes are merged into a neighbour
 
 class EncodeInterrupted(EncodeError, KeyboardInterrupt):
     """The encode was interrupted (Ctrl-C or SIGTERM); everything it started was cleaned up.
@@ -113,6 +125,10 @@ class EncodeResult:
         frame_rate: The video's frame rate (frames per second, exact).
         duration_s: The video's duration in seconds.
         audio: Description of the audio track included, or None.
+        scenes: Scene-based encodes: every scene with its CRF, probes, predicted and
+            measured VMAF and bits (see :class:`~vsremaster.encode.target.Scene`).
+        log: Scene-based encodes: the JSON log of the decisions (``OUT.encode.json``).
+        timing: Seconds per phase (``probe_s``, ``encode_s``, ``verify_s``).
     """
 
     output: Path
@@ -124,196 +140,9 @@ class EncodeResult:
     frame_rate: Fraction = Fraction(0)
     duration_s: float = 0.0
     audio: str | None = None
-
-
-# --------------------------------------------------------------------------- x265 params
-
-
-def parse_x265_params(text: str) -> list[tuple[str, str | None]]:
-    """Parse extra x265 options into ``(name, value)`` pairs.
-
-    Two spellings are accepted:
-
-    * x265 command-line style, split like a shell would (:func:`shlex.split`):
-      ``"--aq-mode 3 --no-sao --psy-rd=2.0"``;
-    * FFmpeg ``-x265-params`` style: ``"aq-mode=3:no-sao=1"``.
-
-    Args:
-        text: The options; empty for none.
-
-    Returns:
-        Option names without dashes, with their value or None for a bare flag.
-
-    Raises:
-        InputError: the text cannot be split or has a token that is not an option.
-    """
-    text = text.strip()
-    if not text:
-        return []
-    if not text.startswith("-"):
-        pairs: list[tuple[str, str | None]] = []
-        for item in re.split(r"(?<!\\):", text):
-            if not item:
-                continue
-            name, sep, value = item.partition("=")
-            if not name:
-                raise InputError(f"x265_params: empty option name in {text!r}.")
-            pairs.append((name.strip(), value.replace("\\:", ":") if sep else None))
-        return pairs
-    try:
-        tokens = shlex.split(text)
-    except ValueError as err:
-        raise InputError(f"x265_params cannot be split like a shell would: {err}") from err
-    pairs = []
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if not token.startswith("--") or len(token) == 2:
-            raise InputError(
-                f"x265_params: {token!r} is not an option; write long options such as "
-                "'--aq-mode 3 --no-sao'."
-            )
-        name, sep, value = token[2:].partition("=")
-        if sep:
-            pairs.append((name, value))
-        elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
-            pairs.append((name, tokens[i + 1]))
-            i += 1
-        else:
-            pairs.append((name, None))
-        i += 1
-    return pairs
-
-
-def x265_cli_args(text: str) -> list[str]:
-    """Arguments for the x265 program from :func:`parse_x265_params` syntax.
-
-    Command-line style is passed through exactly as :func:`shlex.split` splits it.
-    """
-    stripped = text.strip()
-    if stripped.startswith("-"):
-        parse_x265_params(stripped)  # validate
-        return shlex.split(stripped)
-    args: list[str] = []
-    for name, value in parse_x265_params(stripped):
-        args.append(f"--{name}")
-        if value is not None:
-            args.append(value)
-    return args
-
-
-def ffmpeg_x265_params(text: str) -> str:
-    """The same options as FFmpeg's ``-x265-params`` value (``name=value:...``).
-
-    Bare flags become ``name=1`` (libx265 reads ``no-sao=1`` as "sao off"); colons inside
-    values are escaped.
-    """
-    items = []
-    for name, value in parse_x265_params(text):
-        value = "1" if value is None else value.replace(":", "\\:")
-        items.append(f"{name}={value}")
-    return ":".join(items)
-
-
-# --------------------------------------------------------------------------- video args
-
-
-def _check_format(info: ScriptInfo) -> None:
-    if info.color_family not in ("YUV", "GRAY"):
-        raise EncodeError(
-            f"Script {info.script} outputs {info.format_name} ({info.color_family}); the "
-            "encoder needs YUV or GRAY. Convert at the end of the script, e.g. "
-            "core.resize.Bicubic(clip, format=vs.YUV420P10, matrix_s='709')."
-        )
-    if info.sample_type != "INTEGER" or not 8 <= info.bits <= 16:
-        raise EncodeError(
-            f"Script {info.script} outputs {info.format_name}; the encoder needs integer "
-            "samples of 8 to 16 bits (e.g. format=vs.YUV420P10)."
-        )
-    if info.color_family == "YUV" and (info.subsampling_w, info.subsampling_h) not in (
-        (1, 1),
-        (1, 0),
-        (0, 0),
-    ):
-        raise EncodeError(
-            f"Script {info.script} outputs {info.format_name}; HEVC supports 4:2:0, 4:2:2 "
-            "and 4:4:4 chroma only."
-        )
-
-
-def _pix_fmt(info: ScriptInfo, depth: int) -> str:
-    suffix = "" if depth == 8 else f"{depth}le"
-    if info.color_family == "GRAY":
-        return f"gray{suffix}"
-    base = {(1, 1): "yuv420p", (1, 0): "yuv422p", (0, 0): "yuv444p"}[
-        (info.subsampling_w, info.subsampling_h)
-    ]
-    return base + suffix
-
-
-def _signalled(info: ScriptInfo, name: str, allowed: set[int]) -> int | None:
-    value = info.prop(name)
-    if value is None or value == 2:
-        return None
-    if value not in allowed:
-        log.warning("%s=%d cannot be signalled by this encoder; left unspecified", name, value)
-        return None
-    return value
-
-
-def _is_420(info: ScriptInfo) -> bool:
-    return info.color_family == "YUV" and (info.subsampling_w, info.subsampling_h) == (1, 1)
-
-
-def _x265_colour_args(info: ScriptInfo) -> list[str]:
-    args: list[str] = []
-    for option, prop, allowed in (
-        ("--colorprim", "_Primaries", _X265_PRIMARIES),
-        ("--transfer", "_Transfer", _X265_TRANSFER),
-        ("--colormatrix", "_Matrix", _X265_MATRIX),
-    ):
-        value = _signalled(info, prop, allowed)
-        if value is not None:
-            args += [option, str(value)]
-    if info.color_range is not None:
-        args += ["--range", info.color_range]
-    chroma = info.prop("_ChromaLocation")
-    if chroma is not None and 0 <= chroma <= 5 and _is_420(info):
-        args += ["--chromaloc", str(chroma)]
-    if info.sar is not None:
-        args += ["--sar", f"{info.sar[0]}:{info.sar[1]}"]
-    return args
-
-
-def _ffmpeg_colour_args(info: ScriptInfo) -> list[str]:
-    """Filters and encoder options that make libx265 signal the script's colour props.
-
-    FFmpeg 7+ takes primaries/transfer/matrix/range from the frames, so they are set with
-    the ``setparams`` filter (``-color_primaries`` as an output option is ignored); the
-    sample aspect ratio with ``setsar`` (``max`` raised so 128:117 is kept exactly), and the
-    chroma location with ``-chroma_sample_location``.
-    """
-    params = []
-    for option, prop, allowed in (
-        ("color_primaries", "_Primaries", _FF_PRIMARIES),
-        ("color_trc", "_Transfer", _FF_TRANSFER),
-        ("colorspace", "_Matrix", _FF_MATRIX),
-    ):
-        value = _signalled(info, prop, allowed)
-        if value is not None:
-            params.append(f"{option}={value}")
-    if info.color_range is not None:
-        params.append("range=" + ("tv" if info.color_range == "limited" else "pc"))
-    filters = []
-    if params:
-        filters.append("setparams=" + ":".join(params))
-    if info.sar is not None:
-        filters.append(f"setsar=r={info.sar[0]}/{info.sar[1]}:max={max(info.sar) + 1}")
-    args = ["-vf", ",".join(filters)] if filters else []
-    chroma = info.prop("_ChromaLocation")
-    if chroma is not None and 0 <= chroma <= 5 and _is_420(info):
-        args += ["-chroma_sample_location", _FF_CHROMA_LOC[chroma]]
-    return args
+    scenes: list[Scene] = field(default_factory=list)
+    log: Path | None = None
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- audio
@@ -383,104 +212,10 @@ def _plan_audio(audio: Path | str | None, info: ScriptInfo) -> _AudioPlan | None
     return _AudioPlan(source, 0.0, None, f"{described.audio_codec} from {source.name}")
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _ffmpeg_noise(line: str) -> bool:
-    s = line.strip()
-    return not s or s.startswith(("frame=", "size=", "Press [q]"))
-
-
-def _x265_noise(line: str) -> bool:
-    s = line.strip()
-    return (
-        not s
-        or bool(re.match(r"^\[?[\d.]+%?\]?\s*\d+/?\d* frames", s))
-        or bool(re.match(r"^\d+ frames: ", s))
-    )
-
-
-def _is_broken_pipe(program: Program) -> bool:
-    rc = program.returncode
-    sigpipe = getattr(signal, "SIGPIPE", None)
-    return (sigpipe is not None and rc == -sigpipe) or program.contains(
-        "Broken pipe", "errno: 32", "fwrite() call failed", "EPIPE"
-    )
-
-
-def _failure(program: Program, what: str, complaints: list[str] | None = None) -> EncodeError:
-    """EncodeError naming ``program``, its exit status and its last meaningful messages.
-
-    ``complaints`` (the lines that showed the encoder rejecting its parameters) are quoted
-    first, since FFmpeg prints them long before it stops.
-    """
-    lines = program.tail(_TAIL)
-    quoted = "\n".join(f"  {line}" for line in lines) if lines else "  (no messages)"
-    head = f"{program.name} failed ({describe_exit(program.returncode)}) {what}.\n"
-    if complaints:
-        head = (
-            f"{program.name} rejected its parameters ({describe_exit(program.returncode)}) "
-            f"{what}:\n" + "\n".join(f"  {line.strip()}" for line in complaints) + "\n"
-        )
-    return EncodeError(
-        f"{head}Last messages from {program.name}:\n{quoted}\nCommand: {program.command}"
-    )
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt while encoding (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-class _Run:
-    """Bookkeeping for one encode: programs started, commands, temp paths."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.programs: list[Program] = []
-        self.commands: list[str] = []
-
-    def start(self, name: str, argv: list[str], **kwargs: Any) -> Program:
-        log.debug("running %s", command_line(argv))
-        try:
-            program = Program(name, argv, log_path=self.tmp / f"{name}.log", **kwargs)
-        except OSError as err:
-            raise EncodeError(f"{name} could not be started ({argv[0]}): {err}") from err
-        self.programs.append(program)
-        return program
-
-    def kill_all(self) -> None:
-        for program in self.programs:
-            program.kill()
-        for program in self.programs:
-            program.finish(timeout=5)
-
-    def run(self, name: str, argv: list[str], what: str, ok: tuple[int, ...] = (0,)) -> Program:
-        """Run one program to completion; EncodeError when its exit status is not in ``ok``."""
-        self.commands.append(command_line(argv))
-        program = self.start(name, argv, is_noise=_ffmpeg_noise)
-        program.finish(timeout=None)
-        if program.returncode not in ok:
-            raise _failure(program, what)
-        return program
-
-
 # --------------------------------------------------------------------------- steps
 
 
-def _extract_audio(run: _Run, ffmpeg: Path, plan: _AudioPlan) -> Path:
+def _extract_audio(run: Runner, ffmpeg: Path, plan: _AudioPlan) -> Path:
     target = run.tmp / "audio.mka"
     base = [str(ffmpeg), "-hide_banner", "-nostdin", "-nostats", "-y"]
     if plan.seek_s > 0:
@@ -507,15 +242,15 @@ def _extract_audio(run: _Run, ffmpeg: Path, plan: _AudioPlan) -> Path:
 
 
 def _pipeline(
-    run: _Run,
+    run: Runner,
     vspipe_argv: list[str],
     encoder_name: str,
     encoder_argv: list[str],
-    info: ScriptInfo,
+    script_name: str,
     *,
-    progress: bool,
+    on_frames: Callable[[int], None],
 ) -> None:
-    """Run ``vspipe | encoder`` with a progress bar; EncodeError naming the culprit."""
+    """Run ``vspipe | encoder``, reporting frames piped; EncodeError naming the culprit."""
     run.commands.append(f"{command_line(vspipe_argv)} | {command_line(encoder_argv)}")
     state: dict[str, Any] = {
         "last_progress": time.monotonic(),
@@ -524,100 +259,97 @@ def _pipeline(
     }
     complaints: list[str] = []
 
-    with ProgressBar(info.num_frames, f"encoding ({encoder_name})", enabled=progress) as bar:
+    def vspipe_line(line: str) -> None:
+        for report in parse_vspipe_progress(line):
+            state["last_progress"] = time.monotonic()
+            on_frames(report.done)
 
-        def vspipe_line(line: str) -> None:
-            for report in parse_vspipe_progress(line):
-                state["last_progress"] = time.monotonic()
-                bar.update(report)
+    def encoder_line(line: str) -> None:
+        if "[libx265 @" in line and ("Unknown option" in line or "Invalid value" in line):
+            # FFmpeg only warns and encodes without the option: treat as rejected.
+            state["immediate"] = True
+        elif not ("x265 [error]" in line or "unrecognized option" in line):
+            return
+        if len(complaints) < 10:
+            complaints.append(line)
+        if state["fatal_at"] is None:
+            state["fatal_at"] = time.monotonic()
 
-        def encoder_line(line: str) -> None:
-            if "[libx265 @" in line and ("Unknown option" in line or "Invalid value" in line):
-                # FFmpeg only warns and encodes without the option: treat as rejected.
-                state["immediate"] = True
-            elif not ("x265 [error]" in line or "unrecognized option" in line):
-                return
-            if len(complaints) < 10:
-                complaints.append(line)
-            if state["fatal_at"] is None:
-                state["fatal_at"] = time.monotonic()
+    vspipe = run.start(
+        "vspipe",
+        vspipe_argv,
+        stdout=subprocess.PIPE,
+        is_noise=is_vspipe_progress,
+        on_line=vspipe_line,
+    )
+    try:
+        # x265 prints its --help on stdout when it rejects an option: keep it out of ours.
+        stdout_log = run.tmp / f"{encoder_name}-{len(run.programs)}.stdout.log"
+        with stdout_log.open("wb") as encoder_stdout:
+            encoder = run.start(
+                encoder_name,
+                encoder_argv,
+                stdin=vspipe.popen.stdout,
+                stdout=encoder_stdout,
+                is_noise=x265_noise if encoder_name == "x265" else ffmpeg_noise,
+                on_line=encoder_line,
+            )
+    finally:
+        # Only the two children hold the pipe now: when the encoder dies, vspipe gets
+        # EPIPE/SIGPIPE instead of blocking forever on a pipe we keep open.
+        assert vspipe.popen.stdout is not None
+        vspipe.popen.stdout.close()
 
-        vspipe = run.start(
-            "vspipe",
-            vspipe_argv,
-            stdout=subprocess.PIPE,
-            is_noise=is_vspipe_progress,
-            on_line=vspipe_line,
-        )
-        try:
-            # x265 prints its --help on stdout when it rejects an option: keep it out of ours.
-            with (run.tmp / f"{encoder_name}.stdout.log").open("wb") as encoder_stdout:
-                encoder = run.start(
-                    encoder_name,
-                    encoder_argv,
-                    stdin=vspipe.popen.stdout,
-                    stdout=encoder_stdout,
-                    is_noise=_x265_noise if encoder_name == "x265" else _ffmpeg_noise,
-                    on_line=encoder_line,
-                )
-        finally:
-            # Only the two children hold the pipe now: when the encoder dies, vspipe gets
-            # EPIPE/SIGPIPE instead of blocking forever on a pipe we keep open.
-            assert vspipe.popen.stdout is not None
-            vspipe.popen.stdout.close()
-
-        while True:
-            vs_rc, enc_rc = vspipe.poll(), encoder.poll()
-            if vs_rc is not None and enc_rc is not None:
+    while True:
+        vs_rc, enc_rc = vspipe.poll(), encoder.poll()
+        if vs_rc is not None and enc_rc is not None:
+            break
+        if (vs_rc not in (None, 0)) or (enc_rc not in (None, 0)):
+            break  # one failed: stop the other below
+        fatal_at = state["fatal_at"]
+        if fatal_at is not None and enc_rc is None:
+            now = time.monotonic()
+            stalled = now - state["last_progress"] > _FATAL_GRACE_S
+            if state["immediate"] or (now - fatal_at > _FATAL_GRACE_S and stalled):
                 break
-            if (vs_rc not in (None, 0)) or (enc_rc not in (None, 0)):
-                break  # one failed: stop the other below
-            fatal_at = state["fatal_at"]
-            if fatal_at is not None and enc_rc is None:
-                now = time.monotonic()
-                stalled = now - state["last_progress"] > _FATAL_GRACE_S
-                if state["immediate"] or (now - fatal_at > _FATAL_GRACE_S and stalled):
-                    break
-            time.sleep(0.05)
-        failed = (
-            vspipe.returncode not in (None, 0)
-            or encoder.returncode not in (None, 0)
-            or state["fatal_at"] is not None
-        )
-        if failed:
-            # Give the other side a moment to finish on its own (an encoder that got EOF
-            # after vspipe failed), so its exit status is real, then stop everything.
-            for program in (vspipe, encoder):
-                try:
-                    program.wait(0.5 if program.returncode is None else 0)
-                except subprocess.TimeoutExpired:
-                    program.kill()
-        vspipe.finish()
-        encoder.finish()
-        if not failed and vspipe.returncode == 0 and encoder.returncode == 0:
-            bar.update(FrameProgress(info.num_frames, info.num_frames))
+        time.sleep(0.05)
+    failed = (
+        vspipe.returncode not in (None, 0)
+        or encoder.returncode not in (None, 0)
+        or state["fatal_at"] is not None
+    )
+    if failed:
+        # Give the other side a moment to finish on its own (an encoder that got EOF
+        # after vspipe failed), so its exit status is real, then stop everything.
+        for program in (vspipe, encoder):
+            try:
+                program.wait(0.5 if program.returncode is None else 0)
+            except subprocess.TimeoutExpired:
+                program.kill()
+    vspipe.finish()
+    encoder.finish()
 
-    what = f"while encoding {info.script.name}"
+    what = f"while encoding {script_name}"
     if state["fatal_at"] is not None:
-        raise _failure(encoder, what, complaints)
+        raise failure(encoder, what, complaints)
     vs_failed = vspipe.returncode != 0 and not vspipe.killed
     enc_failed = encoder.returncode != 0 and not encoder.killed
-    if vs_failed and not _is_broken_pipe(vspipe):
-        raise _failure(vspipe, what)
+    if vs_failed and not is_broken_pipe(vspipe):
+        raise failure(vspipe, what)
     if enc_failed:
-        raise _failure(encoder, what)
+        raise failure(encoder, what)
     if vs_failed and encoder.returncode == 0:
-        raise _failure(
+        raise failure(
             vspipe,
-            f"because {encoder_name} stopped reading before the end of {info.script.name} "
+            f"because {encoder_name} stopped reading before the end of {script_name} "
             "(an option in x265_params that limits the frame count?)",
         )
     if vs_failed:
-        raise _failure(vspipe, what)
+        raise failure(vspipe, what)
     if vspipe.returncode != 0:
-        raise _failure(vspipe, what)
+        raise failure(vspipe, what)
     if encoder.returncode != 0:
-        raise _failure(encoder, what)
+        raise failure(encoder, what)
 
 
 def _verify(path: Path, info: ScriptInfo, muxer: Program | None) -> None:
@@ -659,24 +391,45 @@ def encode(
     crf: float = 18,
     preset: str = "slow",
     x265_params: str = "",
+    defaults: str = "restored",
     encoder: str = "auto",
     depth: int = 10,
     audio: Path | str | None = "auto",
     progress: bool = True,
+    target: TargetQuality | None = None,
+    chunks: int = 0,
+    scenes: Path | str | None = None,
+    chunk_seconds: float = 10.0,
+    fresh: bool = False,
 ) -> EncodeResult:
     """Encode a VapourSynth script to HEVC (x265) in a Matroska file, with audio.
+
+    Two modes:
+
+    * fixed CRF (``target=None``, ``chunks=0``): one ``vspipe | x265`` pass at ``crf``;
+    * scene-based (``target`` given and/or ``chunks >= 1``): the title is split at its scene
+      cuts (``scenes``); with ``target`` each scene gets the CRF that its VMAF probes say
+      meets the target (:mod:`vsremaster.encode.target`), otherwise ``crf``. Then one pass
+      with x265 zones (``chunks=0``) or scene-aligned chunks of at least ``chunk_seconds``
+      encoded by ``chunks`` parallel workers and joined losslessly. This mode works in
+      ``.OUT.vsremaster-work/`` next to the output and is **resumable**: rerun the same
+      command after a failure or a kill and decided scenes and finished chunks (checked by
+      SHA-256 and frame count) are reused. A JSON log of the decisions per scene (probes,
+      CRF, predicted and measured VMAF, bits) is written to ``OUT.encode.json``.
 
     Args:
         script: The ``.vpy`` script; its output 0 is encoded.
         output: The ``.mkv`` to write. Its folder must exist. An existing file is replaced
             only when the encode succeeds.
         crf: x265 constant rate factor (0-51; lower is better quality, 18 is visually
-            near-transparent).
+            near-transparent); the CRF of every scene when ``target`` is None.
         preset: x265 preset, one of :data:`X265_PRESETS`.
         x265_params: Extra x265 options, either command-line style
             (``"--aq-mode 3 --no-sao"``, split like a shell would) or FFmpeg style
             (``"aq-mode=3:no-sao=1"``); passed to whichever encoder runs. They come after
-            the options built here, so they override them.
+            the ``defaults`` set, so they override it.
+        defaults: Parameter set for restored footage, a key of :data:`X265_DEFAULTS`
+            (``"restored"``, ``"grain"``, ``"animation"``, or ``"x265"`` for none).
         encoder: ``"auto"`` (the x265 program when it is on PATH, else FFmpeg's libx265),
             ``"x265"`` or ``"ffmpeg"``.
         depth: Output bit depth: 8, 10 (default) or 12. Chroma subsampling follows the
@@ -686,32 +439,42 @@ def encode(
             ``audio_end_s`` (seconds of the source) so that it matches a trimmed script;
             a path: the first audio stream of that file, whole; None: no audio. Audio is
             stream-copied, or re-encoded to FLAC when Matroska cannot hold its codec.
-        progress: Draw a progress bar (frames, fps, ETA, elapsed) on stderr.
+        progress: Draw progress bars (frames, fps, ETA, elapsed) on stderr.
+        target: Target quality (VMAF) settings; None encodes at ``crf``.
+        chunks: 0: one encoder pass; N >= 1: scene chunks, N encoded at a time.
+        scenes: Where the scene cuts come from: None (the analysis report the script names
+            in ``VSREMASTER["analysis"]`` when it matches the script, else found by
+            rendering the script once), a file (:func:`~vsremaster.encode.target.read_cuts`)
+            or ``"none"`` (the whole title is one scene).
+        chunk_seconds: Minimum chunk length in seconds (consecutive scenes are grouped).
+        fresh: Ignore what an interrupted run left and start over.
 
     Returns:
         An :class:`EncodeResult` describing the output and the commands run.
 
     Raises:
-        InputError: an argument is invalid (unknown preset/encoder, crf out of range, output
-            not ``.mkv``, folder missing, output is the script or a source, bad
-            ``x265_params`` syntax, explicit audio file missing or without audio).
+        InputError: an argument is invalid (unknown preset/encoder/defaults, crf out of
+            range, output not ``.mkv``, folder missing, output is the script or a source,
+            bad ``x265_params`` syntax, explicit audio file missing or without audio, bad
+            target settings or scene file).
         EncodeError: the script cannot be probed, a program is missing or fails (vspipe,
-            x265, FFmpeg), or the output does not have the script's frame count/duration.
-            The message names the program, its exit status and its last messages.
+            x265, FFmpeg, mkvmerge), or the output does not have the script's frame
+            count/duration. The message names the program, its exit status and its last
+            messages.
         EncodeInterrupted: Ctrl-C or SIGTERM (also a KeyboardInterrupt); everything was
-            cleaned up.
+            cleaned up (a scene-based encode keeps its work folder for the rerun).
     """
     started = time.monotonic()
     script = Path(script)
     output = Path(output)
     if encoder not in ("auto", "x265", "ffmpeg"):
         raise InputError(f"encoder must be 'auto', 'x265' or 'ffmpeg', not {encoder!r}.")
-    if preset not in X265_PRESETS:
-        raise InputError(f"preset must be one of {', '.join(X265_PRESETS)}; got {preset!r}.")
     if not 0 <= float(crf) <= 51:
         raise InputError(f"crf must be between 0 and 51; got {crf}.")
-    if depth not in (8, 10, 12):
-        raise InputError(f"depth must be 8, 10 or 12; got {depth}.")
+    if chunks < 0:
+        raise InputError(f"chunks must be 0 (one pass) or a number of workers; got {chunks}.")
+    if target is not None:
+        target.check()
     if output.suffix.lower() != ".mkv":
         raise InputError(f"The output is a Matroska file and must end in .mkv: {output}")
     if not output.parent.is_dir():
@@ -722,10 +485,10 @@ def encode(
         raise InputError(f"Script {script} does not exist.")
     script = Path(os.path.abspath(script))
     output = Path(os.path.abspath(output))
-    x265_args = x265_cli_args(x265_params)
-    ff_params = ffmpeg_x265_params(x265_params)
+    parse_x265_params(x265_params)  # syntax errors before anything runs
+    scene_based = target is not None or chunks > 0
 
-    vspipe = vspipe_exe()
+    vspipe_exe()  # a clear error now when it is missing
     ffmpeg = ffmpeg_exe()
     x265 = x265_exe()
     mkvmerge = mkvmerge_exe()
@@ -735,8 +498,13 @@ def encode(
             f"encoder='x265' was asked for but {missing} is not on PATH; install it "
             "(`apt install x265 mkvtoolnix`) or use encoder='ffmpeg' (FFmpeg's libx265)."
         )
+    if scene_based and mkvmerge is None:
+        raise EncodeError(
+            "Target-quality and chunked encodes join raw HEVC with mkvmerge, which is not on "
+            "PATH; install it (`apt install mkvtoolnix`) or encode at a fixed CRF."
+        )
     info = probe_script(script)
-    _check_format(info)
+    check_format(info)
     # x265's y4m reader refuses frames under 64 pixels in either direction ("unable to open
     # input file <->"); FFmpeg's libx265 takes them.
     too_small = min(info.width, info.height) < _X265_CLI_MIN_SIZE
@@ -748,7 +516,13 @@ def encode(
     use_x265 = encoder == "x265" or (
         encoder == "auto" and x265 is not None and mkvmerge is not None and not too_small
     )
-    encoder_name = "x265" if use_x265 else "ffmpeg"
+    if use_x265:
+        assert x265 is not None
+        video = VideoEncoder.create("x265", x265, info, preset=preset, depth=depth,
+                                    defaults=defaults, x265_params=x265_params)
+    else:
+        video = VideoEncoder.create("ffmpeg", ffmpeg, info, preset=preset, depth=depth,
+                                    defaults=defaults, x265_params=x265_params)
     if info.prop("_FieldBased") in (1, 2):
         log.warning(
             "%s is marked interlaced (_FieldBased=%d); it is encoded as progressive frames",
@@ -768,43 +542,47 @@ def encode(
             raise InputError(f"The output {output} would overwrite the source {other}.")
     plan = _plan_audio(audio, info)
 
+    work: WorkDir | None = None
+    if scene_based:
+        settings = {
+            "frames": info.num_frames, "size": [info.width, info.height],
+            "fps": str(info.fps), "format": info.format_name, "encoder": video.name,
+            "preset": preset, "depth": depth, "params": video.params, "crf": float(crf),
+            "target": target.as_dict() if target else None, "scenes": str(scenes),
+            "chunks": chunks > 0, "chunk_seconds": chunk_seconds,
+        }  # fmt: skip
+        work = WorkDir(output, fingerprint(script, settings), fresh=fresh)
+        tmp = work.path / f"tmp-{os.getpid()}"
+        tmp.mkdir(exist_ok=True)
+    else:
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{output.stem}.vsremaster-", dir=output.parent))
+        except OSError as err:
+            raise EncodeError(f"Cannot write in {output.parent}: {err}") from err
     partial = output.parent / f".{output.stem}.partial-{os.getpid()}.mkv"
+    run = Runner(tmp)
+    timing: dict[str, float] = {}
+    title: list[Scene] = []
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.stem}.vsremaster-", dir=output.parent))
-    except OSError as err:
-        raise EncodeError(f"Cannot write in {output.parent}: {err}") from err
-    run = _Run(tmp)
-    try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             audio_file = _extract_audio(run, ffmpeg, plan) if plan else None
-
-            vspipe_argv = [str(vspipe), "-c", "y4m", "-p", str(script), "-"]
-            if use_x265:
-                assert x265 is not None
+            if work is not None:
+                title = _title_scenes(run, work, info, target, scenes, crf, progress)
+                if target is not None:
+                    timing["probe_s"] = probe_scenes(run, video, title, target,
+                                                     save=lambda: _save_scenes(work, title),
+                                                     progress=progress)
+                t0 = time.monotonic()
+                hevc = _encode_chunks(run, work, video, title, chunks, chunk_seconds, progress)
+                timing["encode_s"] = time.monotonic() - t0
+            elif use_x265:
                 hevc = tmp / "video.hevc"
-                encoder_argv = [
-                    str(x265), "--input", "-", "--y4m",
-                    "--preset", preset, "--crf", f"{float(crf):g}",
-                    "--output-depth", str(depth),
-                    *(["--dither"] if info.bits > depth else []),
-                    *_x265_colour_args(info),
-                    *x265_args,
-                    "--no-progress", "--output", str(hevc),
-                ]  # fmt: skip
+                _encode_pass(run, video, hevc, crf, progress)
             else:
-                video_mkv = tmp / "video.mkv"
-                encoder_argv = [
-                    str(ffmpeg), "-hide_banner", "-nostdin", "-nostats", "-y",
-                    "-f", "yuv4mpegpipe", "-i", "-", "-map", "0:v:0",
-                    *_ffmpeg_colour_args(info),
-                    "-c:v", "libx265", "-preset", preset, "-crf", f"{float(crf):g}",
-                    "-pix_fmt", _pix_fmt(info, depth),
-                    *(["-x265-params", ff_params] if ff_params else []),
-                    "-f", "matroska", ffmpeg_file(video_mkv),
-                ]  # fmt: skip
-            _pipeline(run, vspipe_argv, encoder_name, encoder_argv, info, progress=progress)
+                hevc = tmp / "video.mkv"
+                _encode_pass(run, video, hevc, crf, progress)
 
-            if use_x265:
+            if hevc.suffix == ".hevc":
                 assert mkvmerge is not None
                 rate = f"{info.fps.numerator}/{info.fps.denominator}fps"
                 mux = [str(mkvmerge), "--quiet", "--output", str(partial),
@@ -814,7 +592,7 @@ def encode(
                 muxer = run.run("mkvmerge", mux, f"muxing {output.name}", ok=(0, 1))
             else:
                 mux = [str(ffmpeg), "-hide_banner", "-nostdin", "-nostats", "-y", "-copyts",
-                       "-i", ffmpeg_file(video_mkv)]
+                       "-i", ffmpeg_file(hevc)]
                 if audio_file is not None:
                     mux += ["-i", ffmpeg_file(audio_file), "-map", "0:v:0", "-map", "1:a:0"]
                 else:
@@ -822,12 +600,19 @@ def encode(
                 mux += ["-c", "copy", "-f", "matroska", ffmpeg_file(partial)]
                 muxer = run.run("ffmpeg", mux, f"muxing {output.name}")
             _verify(partial, info, muxer)
+            if target is not None and target.verify:
+                timing["verify_s"] = measure_scenes(run, video, partial, title, target,
+                                                    progress=progress)
+            log_path = None
+            if work is not None:
+                log_path = _write_log(output, info, video, target, title, timing)
             os.replace(partial, output)
     except KeyboardInterrupt as interrupt:
         run.kill_all()
         _remove(partial)
+        kept = f" Rerun the same command to resume from {work.path}." if work else ""
         raise EncodeInterrupted(
-            f"Encoding {script.name} was interrupted; {output.name} was not written."
+            f"Encoding {script.name} was interrupted; {output.name} was not written.{kept}"
         ) from interrupt
     except BaseException:
         run.kill_all()
@@ -835,6 +620,8 @@ def encode(
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if work is not None:
+        work.remove()
 
     seconds = time.monotonic() - started
     return EncodeResult(
@@ -842,9 +629,236 @@ def encode(
         frames=info.num_frames,
         seconds=seconds,
         fps=info.num_frames / seconds if seconds > 0 else 0.0,
-        encoder=encoder_name,
+        encoder=video.name,
         commands=run.commands,
         frame_rate=info.fps,
         duration_s=info.duration_s,
         audio=plan.description if plan else None,
+        scenes=title,
+        log=log_path,
+        timing=timing,
     )
+
+
+def _encode_pass(run: Runner, video: VideoEncoder, out: Path, crf: float, progress: bool) -> None:
+    """Fixed CRF: the whole script through one ``vspipe | encoder``."""
+    info = video.info
+    vspipe_argv = [str(vspipe_exe()), "-c", "y4m", "-p", str(info.script), "-"]
+    with ProgressBar(info.num_frames, f"encoding ({video.name})", enabled=progress) as bar:
+        _pipeline(run, vspipe_argv, video.name, video.argv(out, crf=crf), info.script.name,
+                  on_frames=lambda n: bar.update(FrameProgress(n, info.num_frames)))
+        bar.update(FrameProgress(info.num_frames, info.num_frames))
+
+
+# --------------------------------------------------------------------------- scene mode
+
+
+def _save_scenes(work: WorkDir, scenes: list[Scene]) -> None:
+    work.state["scenes"] = [s.to_dict() for s in scenes]
+    work.save()
+
+
+def _title_scenes(
+    run: Runner,
+    work: WorkDir,
+    info: ScriptInfo,
+    target: TargetQuality | None,
+    scenes: Path | str | None,
+    crf: float,
+    progress: bool,
+) -> list[Scene]:
+    """The title's scenes: from an earlier run's state, else cut and sampled now."""
+    if work.state.get("scenes"):
+        restored = [Scene.from_dict(d) for d in work.state["scenes"]]
+        decided = sum(s.crf is not None for s in restored)
+        log.info("resuming: %d scenes known, %d decided (%s)", len(restored), decided, work.path)
+        return restored
+    n = info.num_frames
+    if isinstance(scenes, str) and scenes == "none":
+        cuts, where = [], "--scenes none"
+    elif scenes is not None:
+        cuts, where = read_cuts(Path(scenes)), str(scenes)
+    else:
+        cuts, where = _report_cuts(info), "the analysis report"
+        if cuts is None:
+            log.info("finding scene cuts in %s (renders it once)", info.script.name)
+            with ProgressBar(n, "finding scenes", enabled=progress) as bar:
+
+                def line(text: str) -> None:
+                    for report in parse_vspipe_progress(text):
+                        bar.update(FrameProgress(report.done, n))
+
+                cuts, _ = script_scene_cuts(info.script, on_progress=line)
+            where = "the script's frames"
+    cuts = check_cuts(cuts, n, where)
+    fps = float(info.fps)
+    spans = merge_short(scene_spans(cuts, n), max(1, round(fps * _MIN_SCENE_S)))
+    share = target.probe_share if target else 0.0
+    title = [
+        Scene(index=i, start=a, end=b,
+              samples=sample_spans(a, b, fps, share) if target else [],
+              crf=None if target else float(crf))
+        for i, (a, b) in enumerate(spans)
+    ]  # fmt: skip
+    log.info("%d scenes (cuts from %s)", len(title), where)
+    _save_scenes(work, title)
+    return title
+
+
+def _report_cuts(info: ScriptInfo) -> list[int] | None:
+    """Cuts of the analysis report named in ``VSREMASTER["analysis"]``, mapped to output 0's
+    frames, when the report covers exactly the script's span (same first frame, and output 0
+    has the same or a whole multiple of its frames: a double-rate bob); None otherwise."""
+    from ..analysis.report import read_report
+
+    meta = info.vsremaster or {}
+    name = meta.get("analysis")
+    if not name:
+        return None
+    path = Path(str(name))
+    path = path if path.is_absolute() else info.script.parent / path
+    try:
+        report = read_report(path)
+    except (OSError, ValueError) as err:
+        log.info("analysis report %s not usable (%s); finding cuts in the script", path, err)
+        return None
+    clip = report.get("clip", {})
+    frames, first = int(clip.get("num_frames", 0)), int(clip.get("first_source_frame", 0))
+    trim = meta.get("trim")
+    want_first = int(trim[0]) if trim else 0
+    if frames <= 0 or info.num_frames % frames or first != want_first:
+        log.info("analysis report %s covers another span; finding cuts in the script", path)
+        return None
+    ratio = info.num_frames // frames
+    return [int(c) * ratio for c in report.get("cuts", [])]
+
+
+def _chunk_plan(scenes: list[Scene], chunks: int, min_frames: int) -> list[list[Scene]]:
+    """Consecutive scenes grouped into chunks of at least ``min_frames`` (one chunk when
+    ``chunks`` is 0)."""
+    if chunks == 0:
+        return [scenes]
+    groups: list[list[Scene]] = []
+    for scene in scenes:
+        if groups and sum(s.frames for s in groups[-1]) < min_frames:
+            groups[-1].append(scene)
+        else:
+            groups.append([scene])
+    if len(groups) > 1 and sum(s.frames for s in groups[-1]) < min_frames:
+        groups[-2].extend(groups.pop())
+    return groups
+
+
+def _encode_chunks(
+    run: Runner,
+    work: WorkDir,
+    video: VideoEncoder,
+    scenes: list[Scene],
+    chunks: int,
+    chunk_seconds: float,
+    progress: bool,
+) -> Path:
+    """Encode the scenes (each at its CRF, through zones) in chunks; skip chunks finished by
+    an earlier run; join them into one raw HEVC stream. Returns its path."""
+    info = video.info
+    groups = _chunk_plan(scenes, chunks, max(1, round(float(info.fps) * chunk_seconds)))
+    jobs = []
+    for i, group in enumerate(groups):
+        name = f"{i:05d}"
+        record = {"start": group[0].start, "end": group[-1].end,
+                  "crfs": [s.crf for s in group]}
+        jobs.append((name, group, record))
+    for scene in scenes:
+        scene.bits = None
+    total = info.num_frames
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+    skipped = 0
+    pending = []
+    for name, group, record in jobs:
+        if work.finished_chunk(name, record):
+            counts[name] = record["end"] - record["start"]
+            skipped += 1
+            csv = work.chunk_path(name, ".csv")
+            if csv.is_file():
+                scene_bits(csv, record["start"], group)
+        else:
+            pending.append((name, group, record))
+    if skipped:
+        log.info("resuming: %d of %d chunks already encoded", skipped, len(jobs))
+    workers = max(1, min(chunks, len(pending))) if pending else 1
+    with ProgressBar(total, f"encoding ({video.name})", enabled=progress) as bar:
+        bar.update(FrameProgress(sum(counts.values()), total))
+
+        def one(name: str, group: list[Scene], record: dict[str, Any]) -> None:
+            start, end = record["start"], record["end"]
+            out, csv = work.chunk_path(name), work.chunk_path(name, ".csv")
+            base = base_crf(group)
+            argv = video.argv(out, crf=base, zones=zones_arg(group, start, base), csv=csv)
+            vspipe_argv = [str(vspipe_exe()), "-c", "y4m", "-p", "-s", str(start),
+                           "-e", str(end - 1), str(info.script), "-"]
+
+            def frames(n: int) -> None:
+                with lock:
+                    counts[name] = n
+                    bar.update(FrameProgress(sum(counts.values()), total))
+
+            _pipeline(run, vspipe_argv, video.name, argv, info.script.name, on_frames=frames)
+            got = media_info(out, count_frames=True, colour=False).frames
+            if got != end - start:
+                raise EncodeError(f"chunk {name} has {got} frames instead of {end - start}")
+            with lock:
+                scene_bits(csv, start, group)
+                work.mark_chunk(name, record, got)
+                counts[name] = end - start
+
+        if workers == 1:
+            for job in pending:
+                one(*job)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(one, *job) for job in pending]
+                try:
+                    for future in as_completed(futures):
+                        future.result()
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    run.kill_all()
+                    raise
+        bar.update(FrameProgress(total, total))
+    if len(jobs) == 1:
+        return work.chunk_path(jobs[0][0])
+    joined = run.tmp / "video.hevc"
+    with joined.open("wb") as sink:
+        for name, _, _ in jobs:
+            with work.chunk_path(name).open("rb") as part:
+                shutil.copyfileobj(part, sink, 1 << 22)
+    return joined
+
+
+def _write_log(
+    output: Path,
+    info: ScriptInfo,
+    video: VideoEncoder,
+    target: TargetQuality | None,
+    scenes: list[Scene],
+    timing: dict[str, float],
+) -> Path:
+    """``OUT.encode.json``: settings and the decision of every scene (atomic write)."""
+    path = output.with_suffix(".encode.json")
+    data = {
+        "script": str(info.script),
+        "output": str(output),
+        "encoder": video.name,
+        "preset": video.preset,
+        "params": [[k, v] for k, v in video.params],
+        "target": target.as_dict() if target else None,
+        "title": title_summary(scenes, float(info.fps)),
+        "timing_s": {k: round(v, 2) for k, v in timing.items()},
+        "scenes": [s.to_dict() for s in scenes],
+    }
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(partial, path)
+    return path

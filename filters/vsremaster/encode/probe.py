@@ -11,6 +11,10 @@ Running the script in a child keeps its side effects (VapourSynth core, loaded p
 threads, prints) out of the encoding process.
 
 Anything the script prints goes to the child's stderr, so it cannot corrupt the JSON.
+
+:func:`script_scene_cuts` runs the same child in ``--scenes`` mode: it renders output 0 and
+finds its scene cuts with :mod:`vsremaster.analysis` (for scripts that name no analysis
+report).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -27,7 +33,7 @@ from typing import Any
 
 from ..errors import EncodeError
 
-__all__ = ["FRAME_PROPS", "ScriptInfo", "probe_script"]
+__all__ = ["FRAME_PROPS", "ScriptInfo", "probe_script", "script_scene_cuts"]
 
 #: Frame properties of frame 0 that the encoder turns into bitstream signalling.
 FRAME_PROPS = (
@@ -165,38 +171,83 @@ def probe_script(script: Path, *, timeout: float | None = None) -> ScriptInfo:
             frame 0, sets no output 0, outputs audio, or has a variable format, size or frame
             rate. The message quotes the script's own error (the end of its traceback).
     """
-    script = Path(script)
+    data = _run_child(Path(script), "--describe", timeout=timeout)
+    return ScriptInfo.from_json(Path(os.path.abspath(script)), data)
+
+
+def script_scene_cuts(
+    script: Path, *, on_progress: Callable[[str], None] | None = None
+) -> tuple[list[int], int]:
+    """Scene cuts of a script's output 0, found by evaluating it (every frame is rendered).
+
+    Args:
+        script: The ``.vpy``.
+        on_progress: Called with each vspipe-style ``Frame: N/TOTAL`` line.
+
+    Returns:
+        (first frames of new scenes, frame count of output 0).
+
+    Raises:
+        EncodeError: as :func:`probe_script`, or a frame fails to render.
+    """
+    data = _run_child(Path(script), "--scenes", on_line=on_progress)
+    return [int(c) for c in data["cuts"]], int(data["num_frames"])
+
+
+def _run_child(
+    script: Path,
+    mode: str,
+    *,
+    timeout: float | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``python -m vsremaster.encode.probe MODE SCRIPT`` and return its JSON answer."""
     if not script.is_file():
         raise EncodeError(f"Script {script} does not exist.")
     script = Path(os.path.abspath(script))
     env = dict(os.environ)
     root = str(_package_root())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", "vsremaster.encode.probe", str(script)]
+    cmd = [sys.executable, "-m", "vsremaster.encode.probe", mode, str(script)]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    lines: list[str] = []
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for raw in iter(proc.stderr.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            lines.append(line)
+            del lines[:-200]
+            if on_line is not None:
+                on_line(line)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     try:
-        proc = subprocess.run(
-            cmd,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            env=env,
-        )
+        stdout, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as err:
+        proc.kill()
+        proc.wait()
         raise EncodeError(
             f"Script {script} did not deliver its first frame within {timeout} s."
         ) from err
-    stderr = proc.stderr.decode("utf-8", "replace")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    reader.join(timeout=5)
     try:
-        data = json.loads(proc.stdout.decode("utf-8"))
+        data = json.loads(stdout.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        tail = "\n".join(_meaningful(stderr)[-_TAIL_LINES:])
+        tail = "\n".join(_meaningful("\n".join(lines))[-_TAIL_LINES:])
         raise EncodeError(
             f"Probing script {script} failed (python exit code {proc.returncode}):\n{tail}"
         ) from None
     if "error" in data:
         raise EncodeError(f"Script {script} failed: {data['error']}")
-    return ScriptInfo.from_json(script, data)
+    return data
 
 
 def _meaningful(text: str) -> list[str]:
@@ -233,7 +284,17 @@ def _script_traceback(exc: BaseException, script: str) -> str:
     return "\n".join(text.splitlines()[-_TAIL_LINES:])
 
 
-def _describe(script: str) -> dict[str, Any]:
+class _ScriptFailed(Exception):
+    """The script cannot give a usable output 0; the message says why (for the parent)."""
+
+
+def load_output(script: str) -> tuple[Any, dict[str, Any]]:
+    """Evaluate ``script`` as vspipe would and return (output 0's clip, its namespace).
+
+    Raises:
+        _ScriptFailed: it raises, sets no output 0, or output 0 is audio or has a variable
+            format, size or frame rate, or no frames.
+    """
     import runpy
 
     import vapoursynth as vs
@@ -244,29 +305,34 @@ def _describe(script: str) -> dict[str, Any]:
     try:
         namespace = runpy.run_path(script, run_name="__vapoursynth__")
     except BaseException as exc:  # noqa: BLE001 - the script's error is the result
-        return {"error": "it raised while loading: " + _script_traceback(exc, script)}
+        raise _ScriptFailed("it raised while loading: " + _script_traceback(exc, script)) from None
     finally:
         os.chdir(cwd)  # and requests frames from where it was started
     outputs = vs.get_outputs()
     if 0 not in outputs:
-        return {"error": "it sets no output 0 (call clip.set_output() in the script)."}
+        raise _ScriptFailed("it sets no output 0 (call clip.set_output() in the script).")
     out = outputs[0]
     if isinstance(out, vs.AudioNode):
-        return {"error": "its output 0 is audio; the encoder needs a video clip."}
+        raise _ScriptFailed("its output 0 is audio; the encoder needs a video clip.")
     clip = out.clip
     if clip.format is None or clip.format.id == vs.PresetVideoFormat.NONE:
-        return {
-            "error": "output 0 has a variable format; convert it to one format "
+        raise _ScriptFailed(
+            "output 0 has a variable format; convert it to one format "
             "(e.g. with core.resize.Bicubic(format=...))."
-        }
+        )
     if clip.width == 0 or clip.height == 0:
-        return {"error": "output 0 has a variable frame size; resize it to one size."}
+        raise _ScriptFailed("output 0 has a variable frame size; resize it to one size.")
     if clip.fps.numerator == 0:
-        return {
-            "error": "output 0 has a variable frame rate; set one with core.std.AssumeFPS(...)."
-        }
+        raise _ScriptFailed(
+            "output 0 has a variable frame rate; set one with core.std.AssumeFPS(...)."
+        )
     if clip.num_frames == 0:
-        return {"error": "output 0 has no frames."}
+        raise _ScriptFailed("output 0 has no frames.")
+    return clip, namespace
+
+
+def _describe(script: str) -> dict[str, Any]:
+    clip, namespace = load_output(script)
     try:
         frame = clip.get_frame(0)
     except BaseException as exc:  # noqa: BLE001
@@ -297,10 +363,39 @@ def _describe(script: str) -> dict[str, Any]:
     }
 
 
+def _scenes(script: str) -> dict[str, Any]:
+    """Scene cuts of output 0 (:mod:`vsremaster.analysis` scene-change metric), with
+    vspipe-style ``Frame: N/TOTAL`` progress on stderr."""
+    from ..analysis import SceneChange
+    from ..analysis.run import analyze
+
+    clip, _ = load_output(script)
+    step = max(1, clip.num_frames // 200)
+
+    def progress(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            print(f"Frame: {done}/{total}", file=sys.stderr, flush=True)
+
+    result = analyze(clip, metrics=[SceneChange()], progress=progress)
+    return {"num_frames": clip.num_frames, "cuts": [int(c) for c in result.cuts]}
+
+
+_MODES = {"--describe": _describe, "--scenes": _scenes}
+
+
 def _main(argv: list[str]) -> int:
-    """Child entry point: print the JSON description of ``argv[0]``'s output 0."""
+    """Child entry point: print the JSON result of one mode for one script.
+
+    ``python -m vsremaster.encode.probe [--describe|--scenes] SCRIPT``: ``--describe``
+    (default) describes output 0, ``--scenes`` finds its scene cuts.
+    """
+    mode = _describe
+    if argv and argv[0] in _MODES:
+        mode = _MODES[argv[0]]
+        argv = argv[1:]
     if len(argv) != 1:
-        print("usage: python -m vsremaster.encode.probe SCRIPT", file=sys.stderr)
+        print("usage: python -m vsremaster.encode.probe [--describe|--scenes] SCRIPT",
+              file=sys.stderr)
         return 2
     script = os.path.abspath(argv[0])
     # Whatever the script (or a plugin) prints must not reach our JSON: point fd 1 at stderr.
@@ -308,7 +403,9 @@ def _main(argv: list[str]) -> int:
     json_fd = os.dup(1)
     os.dup2(2, 1)
     try:
-        result = _describe(script)
+        result = mode(script)
+    except _ScriptFailed as failed:
+        result = {"error": str(failed)}
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback of ours
         result = {"error": f"probing failed: {type(exc).__name__}: {exc}"}
     payload = json.dumps(result, default=str).encode("utf-8") + b"\n"

@@ -10,26 +10,46 @@ Every program the encoder runs goes through :class:`Program`:
   SIGKILL to the whole group, so a wrapper script and the binary it started both stop.
   Because of this a Ctrl-C in the terminal reaches only Python; the encoder stops the
   programs itself.
+
+:class:`Runner` keeps the programs of one encode, so that all of them are killed on failure,
+and :func:`failure` turns a failed program into an EncodeError that quotes it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import EncodeError
 from .progress import StderrLines
 
-__all__ = ["Program", "command_line", "describe_exit"]
+__all__ = [
+    "Program",
+    "Runner",
+    "command_line",
+    "describe_exit",
+    "failure",
+    "ffmpeg_noise",
+    "is_broken_pipe",
+    "sigterm_as_interrupt",
+    "x265_noise",
+]
+
+log = logging.getLogger("vsremaster.encode")
 
 _TAIL_KEEP = 200
+_FAILURE_TAIL = 15
 
 
 def command_line(argv: Sequence[str | os.PathLike[str]]) -> str:
@@ -189,3 +209,101 @@ class Program:
         """True when a kept stderr line contains any of ``needles``."""
         with self._tail_lock:
             return any(n in line for line in self._tail for n in needles)
+
+
+# --------------------------------------------------------------------------- running a step
+
+
+def ffmpeg_noise(line: str) -> bool:
+    s = line.strip()
+    return not s or s.startswith(("frame=", "size=", "Press [q]"))
+
+
+def x265_noise(line: str) -> bool:
+    s = line.strip()
+    return (
+        not s
+        or bool(re.match(r"^\[?[\d.]+%?\]?\s*\d+/?\d* frames", s))
+        or bool(re.match(r"^\d+ frames: ", s))
+    )
+
+
+def is_broken_pipe(program: Program) -> bool:
+    rc = program.returncode
+    sigpipe = getattr(signal, "SIGPIPE", None)
+    return (sigpipe is not None and rc == -sigpipe) or program.contains(
+        "Broken pipe", "errno: 32", "fwrite() call failed", "EPIPE"
+    )
+
+
+def failure(program: Program, what: str, complaints: list[str] | None = None) -> EncodeError:
+    """EncodeError naming ``program``, its exit status and its last meaningful messages.
+
+    ``complaints`` (the lines that showed the encoder rejecting its parameters) are quoted
+    first, since FFmpeg prints them long before it stops.
+    """
+    lines = program.tail(_FAILURE_TAIL)
+    quoted = "\n".join(f"  {line}" for line in lines) if lines else "  (no messages)"
+    head = f"{program.name} failed ({describe_exit(program.returncode)}) {what}.\n"
+    if complaints:
+        head = (
+            f"{program.name} rejected its parameters ({describe_exit(program.returncode)}) "
+            f"{what}:\n" + "\n".join(f"  {line.strip()}" for line in complaints) + "\n"
+        )
+    return EncodeError(
+        f"{head}Last messages from {program.name}:\n{quoted}\nCommand: {program.command}"
+    )
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while encoding (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Runner:
+    """Bookkeeping for one encode: programs started (all killed on failure), commands run,
+    the folder for their logs. Thread-safe enough for chunk workers (list appends)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.programs: list[Program] = []
+        self.commands: list[str] = []
+
+    def start(self, name: str, argv: list[str], **kwargs: Any) -> Program:
+        log.debug("running %s", command_line(argv))
+        try:
+            log_path = self.tmp / f"{name}-{len(self.programs)}.log"
+            program = Program(name, argv, log_path=log_path, **kwargs)
+        except OSError as err:
+            raise EncodeError(f"{name} could not be started ({argv[0]}): {err}") from err
+        self.programs.append(program)
+        return program
+
+    def kill_all(self) -> None:
+        for program in self.programs:
+            program.kill()
+        for program in self.programs:
+            program.finish(timeout=5)
+
+    def run(self, name: str, argv: list[str], what: str, ok: tuple[int, ...] = (0,)) -> Program:
+        """Run one program to completion; EncodeError when its exit status is not in ``ok``."""
+        self.commands.append(command_line(argv))
+        program = self.start(name, argv, is_noise=ffmpeg_noise)
+        program.finish(timeout=None)
+        if program.returncode not in ok:
+            raise failure(program, what)
+        return program
+
+

@@ -109,6 +109,7 @@ def render_script(
     trim: tuple[int, int] | None = None,
     bits: int = 10,
     max_cache_mb: int = 2048,
+    analysis: str | None = None,
     template: str = "remaster.vpy.j2",
 ) -> str:
     """Render the per-title restoration script.
@@ -120,6 +121,8 @@ def render_script(
         trim: (first, end) source frames to keep, or None.
         bits: working and output bit depth (integer YUV).
         max_cache_mb: ``core.max_cache_size`` in MiB.
+        analysis: the analysis ``report.json`` (relative to the script's folder or
+            absolute), named in the script for ``vsremaster encode`` (scene cuts).
     """
     import time
 
@@ -134,4 +137,5 @@ def render_script(
         trim=list(trim) if trim else None,
         bits=bits,
         max_cache_mb=max_cache_mb,
+        analysis=analysis,
     )

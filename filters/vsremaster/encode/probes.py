@@ -1,0 +1,274 @@
+"""Target-quality probes: sample frames of the script rendered once, encoded at a few CRFs,
+scored with VMAF against those same rendered frames; and the check of the finished file.
+
+The decisions (which CRF to try, which to keep) are in :mod:`vsremaster.encode.target`;
+this module runs the programs. Sample frames are rendered in batches of at most
+``batch_bytes`` of raw y4m (one vspipe run of a generated wrapper script per batch, so the
+restoration script is loaded once per batch, not once per segment) and deleted as soon as
+their scenes are decided: disk use stays bounded on long titles.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import EncodeError
+from .process import Runner, failure
+from .progress import FrameProgress, ProgressBar, is_vspipe_progress, parse_vspipe_progress
+from .target import Probe, Scene, TargetQuality, choose_crf, next_crf, predict
+from .tools import vspipe_exe
+from .vmaf import pool, vmaf_scores
+from .x265 import VideoEncoder
+
+__all__ = ["measure_scenes", "probe_scenes", "render_frames"]
+
+log = logging.getLogger("vsremaster.encode")
+
+BATCH_BYTES = 1 << 30
+
+
+def render_frames(
+    run: Runner,
+    script: Path,
+    spans: Sequence[tuple[int, int]],
+    out: Path,
+    *,
+    on_frames: Callable[[int], None] | None = None,
+) -> None:
+    """Render the ``[start, end)`` frame ranges of ``script``'s output 0 into the ``.y4m``
+    ``out``, in order, with one vspipe run (progress reported as frames done).
+
+    Raises:
+        EncodeError: vspipe fails (the script's error is quoted).
+    """
+    from ..render import render_template
+
+    wrapper = run.tmp / "frames.vpy"
+    wrapper.write_text(
+        render_template(
+            "frames.vpy.j2",
+            version=__version__,
+            script=str(script),
+            spans=[[int(a), int(b)] for a, b in spans],
+        ),
+        encoding="utf-8",
+    )
+    argv = [str(vspipe_exe()), "-c", "y4m", "-p", str(wrapper), str(out)]
+
+    def line(text: str) -> None:
+        if on_frames is not None:
+            for report in parse_vspipe_progress(text):
+                on_frames(report.done)
+
+    run.commands.append(" ".join(argv[:-2]) + f" {wrapper.name} {out.name}")
+    program = run.start("vspipe", argv, is_noise=is_vspipe_progress, on_line=line)
+    program.finish(timeout=None)
+    if program.returncode != 0:
+        raise failure(program, f"while rendering probe frames of {script.name}")
+
+
+def _frame_bytes(video: VideoEncoder) -> int:
+    info = video.info
+    luma = info.width * info.height
+    chroma = 0 if info.color_family == "GRAY" else 2 * luma >> (info.subsampling_w + info.subsampling_h)
+    return (luma + chroma) * (1 if info.bits <= 8 else 2)
+
+
+def _batches(scenes: Sequence[Scene], frame_bytes: int, limit: int) -> list[list[Scene]]:
+    batches: list[list[Scene]] = []
+    size = 0
+    for scene in scenes:
+        need = frame_bytes * sum(b - a for a, b in scene.samples)
+        if not batches or size + need > limit:
+            batches.append([])
+            size = 0
+        batches[-1].append(scene)
+        size += need
+    return batches
+
+
+def _render_batch(
+    run: Runner, video: VideoEncoder, batch: Sequence[Scene], bar: ProgressBar, done: int,
+    total: int,
+) -> Path:
+    """Render the sample frames of ``batch`` into ``samples.y4m``, advancing ``bar`` from
+    ``done``; returns the file."""
+    reference = run.tmp / "samples.y4m"
+    spans = [span for scene in batch for span in scene.samples]
+    render_frames(
+        run, video.info.script, spans, reference,
+        on_frames=lambda n: bar.update(FrameProgress(done + n, total)),
+    )  # fmt: skip
+    return reference
+
+
+def _sample_frames(scenes: Sequence[Scene]) -> int:
+    return sum(b - a for s in scenes for a, b in s.samples)
+
+
+def probe_scenes(
+    run: Runner,
+    video: VideoEncoder,
+    scenes: Sequence[Scene],
+    target: TargetQuality,
+    *,
+    save: Callable[[], None],
+    progress: bool = True,
+    batch_bytes: int = BATCH_BYTES,
+) -> float:
+    """Decide the CRF of every scene that has none yet (``scene.crf is None``).
+
+    Each decided scene is saved (``save()``) at once, so a killed run resumes after it.
+
+    Returns:
+        Seconds spent.
+
+    Raises:
+        EncodeError: rendering, a probe encode or VMAF fails.
+    """
+    started = time.monotonic()
+    todo = [s for s in scenes if s.crf is None]
+    if not todo:
+        return 0.0
+    fps = float(video.info.fps)
+    total = 2 * _sample_frames(todo)
+    decided = [s for s in scenes if s.crf is not None]
+    start_crf = decided[-1].crf if decided else target.start_crf
+    done = 0
+    with ProgressBar(total, "probing (VMAF)", enabled=progress) as bar:
+        for batch in _batches(todo, _frame_bytes(video), batch_bytes):
+            reference = _render_batch(run, video, batch, bar, done, total)
+            done += _sample_frames(batch)
+            offset = 0
+            for scene in batch:
+                count = sum(b - a for a, b in scene.samples)
+                crf = next_crf(scene.probes, target, start_crf)
+                while crf is not None:
+                    scene.probes.append(
+                        _probe(run, video, reference, offset, count, crf, target, fps)
+                    )
+                    crf = next_crf(scene.probes, target, start_crf)
+                scene.crf, scene.limited_by = choose_crf(scene.probes, target)
+                scene.predicted_mean = round(predict(scene.probes, scene.crf, "mean"), 3)
+                scene.predicted_low = round(predict(scene.probes, scene.crf, "low"), 3)
+                log.debug(
+                    "scene %d (%d-%d): CRF %.1f (%s) after %d probes",
+                    scene.index, scene.start, scene.end - 1, scene.crf, scene.limited_by,
+                    len(scene.probes),
+                )  # fmt: skip
+                save()
+                start_crf = scene.crf
+                offset += count
+                done += count
+                bar.update(FrameProgress(done, total))
+            reference.unlink(missing_ok=True)
+    return time.monotonic() - started
+
+
+def _probe(
+    run: Runner,
+    video: VideoEncoder,
+    reference: Path,
+    offset: int,
+    count: int,
+    crf: float,
+    target: TargetQuality,
+    fps: float,
+) -> Probe:
+    out = run.tmp / "probe.hevc"
+    argv = video.argv(out, crf=crf, source=reference, seek=offset, frames=count)
+    run.run(video.name, argv, f"encoding a probe at CRF {crf:g}")
+    scores = vmaf_scores(
+        out, reference, pix_fmt=video.pix_fmt,
+        reference_frames=[(offset, offset + count)], log_dir=run.tmp,
+    )  # fmt: skip
+    stats = pool(scores, target.percentile)
+    kbps = out.stat().st_size * 8 / (count / fps) / 1000
+    out.unlink(missing_ok=True)
+    return Probe(
+        crf=float(crf),
+        mean=round(stats.mean, 3),
+        low=round(stats.low, 3),
+        kbps=round(kbps, 1),
+        frames=count,
+    )
+
+
+def measure_scenes(
+    run: Runner,
+    video: VideoEncoder,
+    encoded: Path,
+    scenes: Sequence[Scene],
+    target: TargetQuality,
+    *,
+    progress: bool = True,
+    batch_bytes: int = BATCH_BYTES,
+) -> float:
+    """Score the finished file on each scene's sample frames (rendered again) and set
+    ``measured_mean`` / ``measured_low``. Returns the seconds spent."""
+    started = time.monotonic()
+    fps = float(video.info.fps)
+    total = _sample_frames(scenes)
+    done = 0
+    with ProgressBar(total, "checking VMAF", enabled=progress) as bar:
+        for batch in _batches(scenes, _frame_bytes(video), batch_bytes):
+            reference = _render_batch(run, video, batch, bar, done, total)
+            spans = [span for scene in batch for span in scene.samples]
+            first = spans[0][0]
+            scores = vmaf_scores(
+                encoded, reference, pix_fmt=video.pix_fmt,
+                distorted_frames=[(a - first, b - first) for a, b in spans],
+                distorted_seek=((first - 0.25) / fps, (spans[-1][1] - first + 0.5) / fps),
+                log_dir=run.tmp,
+            )  # fmt: skip
+            position = 0
+            for scene in batch:
+                count = sum(b - a for a, b in scene.samples)
+                stats = pool(scores[position : position + count], target.percentile)
+                scene.measured_mean = round(stats.mean, 3)
+                scene.measured_low = round(stats.low, 3)
+                position += count
+            if position != scores.size:
+                raise EncodeError("VMAF check: frame count mismatch")  # pragma: no cover
+            done += position
+            bar.update(FrameProgress(done, total))
+            reference.unlink(missing_ok=True)
+    return time.monotonic() - started
+
+
+def scene_bits(csv_path: Path, offset: int, scenes: Sequence[Scene]) -> None:
+    """Add the bits of each frame in x265's ``--csv`` log to the scenes that hold it.
+
+    Rows come in encode order with the slice POC, which restarts at 0 on every IDR frame;
+    with closed GOPs every frame shown before an IDR is encoded before it, so an IDR's frame
+    number is one past the highest seen so far. The encode's frame 0 is title frame
+    ``offset``.
+    """
+    lines = csv_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    header = [c.strip() for c in lines[0].split(",")] if lines else []
+    if not {"POC", "Bits", "Type"} <= set(header):
+        raise EncodeError(f"{csv_path.name}: not an x265 per-frame log")
+    poc_col, bits_col, type_col = header.index("POC"), header.index("Bits"), header.index("Type")
+    starts = np.array([s.start for s in scenes])
+    base, highest = 0, -1
+    for raw in lines[1:]:
+        cells = raw.split(",")
+        try:
+            poc = int(cells[poc_col])
+            bits = int(cells[bits_col])
+        except (IndexError, ValueError):
+            continue  # the summary line at the end
+        if poc == 0 and highest >= 0 and "I" in cells[type_col]:
+            base = highest + 1
+        frame = base + poc
+        highest = max(highest, frame)
+        frame += offset
+        i = int(np.searchsorted(starts, frame, side="right")) - 1
+        if 0 <= i < len(scenes) and frame < scenes[i].end:
+            scenes[i].bits = (scenes[i].bits or 0) + bits

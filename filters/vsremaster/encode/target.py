@@ -1,0 +1,394 @@
+"""Target quality: a CRF per scene, found with short VMAF probes against the restored frames.
+
+For each scene (see :func:`title_scenes`):
+
+1. a few sample segments (:func:`sample_spans`, about ``probe_share`` of the scene) of the
+   **script's output** are rendered once into a ``.y4m`` (the reference; never the raw
+   source: ab-av1 #213 / Av1an #830 are users bitten by the wrong reference);
+2. the samples are encoded with the final encoder settings at a CRF, decoded and scored
+   with VMAF (:mod:`vsremaster.encode.vmaf`): mean and a low percentile;
+3. the next CRF comes from piecewise-linear interpolation of VMAF over CRF through the
+   probes so far (:func:`next_crf`): a second probe 4 CRF away in the direction of the
+   target, a third at the interpolated CRF when the answer is not yet bracketed within 4 CRF,
+   up to ``max_probes``; the CRF chosen (:func:`choose_crf`) is the largest that keeps the
+   predicted mean at the target and, when asked, the predicted low percentile at
+   ``min_low``.
+
+This is the search of ab-av1's ``crf-search`` and Av1an's ``--target-quality``, per scene.
+The CRFs become x265 zones (:func:`zones_arg`); a ``b=`` (bitrate factor) zone of
+``2 ** ((base - crf) / 6)`` in a CRF encode gives exactly the frames of an encode at ``crf``
+(x265 3.5 ignores ``--crf`` in ``--zonefile``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import EncodeError, InputError
+
+__all__ = [
+    "Probe",
+    "Scene",
+    "TargetQuality",
+    "choose_crf",
+    "merge_short",
+    "next_crf",
+    "predict",
+    "read_cuts",
+    "sample_spans",
+    "zones_arg",
+]
+
+log = logging.getLogger("vsremaster.encode")
+
+_FIRST_STEP = 4.0  # CRF distance of the second probe from the first
+_BRACKET = 4.0  # an answer between two probes this close is final
+_NEAR = 0.5  # an answer this close to a probe is final
+_CRF_GRID = 0.1  # resolution of the chosen CRF
+
+
+@dataclass(frozen=True, slots=True)
+class TargetQuality:
+    """What target-quality encoding aims at, and how hard it looks.
+
+    Attributes:
+        vmaf: Target mean VMAF of every scene (0-100; 95 is "visually transparent" for most
+            viewers at normal distance, 93 good streaming quality).
+        min_low: Optional floor for the ``percentile``-th percentile VMAF of every scene
+            (e.g. 88 keeps the worst 1 % of frames above 88); None: only the mean counts.
+        percentile: Which low percentile is reported and held at ``min_low`` (0-100).
+        probe_share: Fraction of each scene's frames used for probes (0.02-1; at least 12
+            frames per scene).
+        max_probes: Probe encodes per scene at most (2-8).
+        min_crf / max_crf: CRF range searched (0-51).
+        start_crf: CRF of the first probe of the first scene (later scenes start from the
+            previous scene's answer).
+        verify: After the final encode, score the same sample frames of the finished file
+            (renders the samples of the script once more) and log measured VMAF per scene.
+    """
+
+    vmaf: float = 95.0
+    min_low: float | None = None
+    percentile: float = 1.0
+    probe_share: float = 0.1
+    max_probes: int = 4
+    min_crf: float = 10.0
+    max_crf: float = 40.0
+    start_crf: float = 24.0
+    verify: bool = True
+
+    def check(self) -> None:
+        """Raise InputError for a value out of range."""
+        if not 0 < self.vmaf <= 100:
+            raise InputError(f"target VMAF must be in (0, 100]; got {self.vmaf}.")
+        if self.min_low is not None and not 0 < self.min_low <= 100:
+            raise InputError(f"min VMAF of the low percentile must be in (0, 100]; got {self.min_low}.")
+        if not 0 <= self.percentile < 50:
+            raise InputError(f"the VMAF percentile must be in [0, 50); got {self.percentile}.")
+        if not 0.02 <= self.probe_share <= 1:
+            raise InputError(f"probe share must be in [0.02, 1]; got {self.probe_share}.")
+        if not 2 <= self.max_probes <= 8:
+            raise InputError(f"max probes must be 2 to 8; got {self.max_probes}.")
+        if not 0 <= self.min_crf < self.max_crf <= 51:
+            raise InputError(f"need 0 <= min CRF < max CRF <= 51; got {self.min_crf}, {self.max_crf}.")
+        if not self.min_crf <= self.start_crf <= self.max_crf:
+            raise InputError(f"start CRF {self.start_crf} is outside {self.min_crf}..{self.max_crf}.")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Probe:
+    """One probe: the scene's samples encoded at ``crf``.
+
+    Attributes:
+        crf: x265 CRF.
+        mean / low: VMAF mean and low percentile of the sample frames.
+        kbps: Bitrate of the probe encode (kbit/s at the title's frame rate).
+        frames: Frames scored.
+    """
+
+    crf: float
+    mean: float
+    low: float
+    kbps: float
+    frames: int
+
+
+@dataclass(slots=True)
+class Scene:
+    """A scene of the title and what target quality decided for it.
+
+    ``start``/``end`` are frames of the script's output 0 (``end`` exclusive); ``samples``
+    the ``[start, end)`` segments probed; ``limited_by`` is ``"mean"``, ``"low"``,
+    ``"min-crf"`` (the target is out of reach even at ``min_crf``) or ``"max-crf"``.
+    ``measured_*`` come from the finished file (``verify``); ``bits`` from the encoder's
+    per-frame statistics.
+    """
+
+    index: int
+    start: int
+    end: int
+    samples: list[tuple[int, int]] = field(default_factory=list)
+    probes: list[Probe] = field(default_factory=list)
+    crf: float | None = None
+    limited_by: str | None = None
+    predicted_mean: float | None = None
+    predicted_low: float | None = None
+    measured_mean: float | None = None
+    measured_low: float | None = None
+    bits: int | None = None
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["samples"] = [list(s) for s in self.samples]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scene:
+        data = dict(data)
+        data["samples"] = [tuple(s) for s in data.get("samples", [])]
+        data["probes"] = [Probe(**p) for p in data.get("probes", [])]
+        return cls(**data)
+
+
+# --------------------------------------------------------------------------- scenes
+
+
+def read_cuts(path: Path) -> list[int]:
+    """Scene cuts from a file: a vsremaster ``report.json`` (its ``cuts``), a JSON list of
+    frame numbers, or text with one frame number per line (``#`` comments allowed).
+
+    Raises:
+        InputError: the file is missing or holds anything else.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"Cannot read scene cuts from {path}: {err}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("cuts"), list):
+        data = data["cuts"]
+    if isinstance(data, list):
+        values = data
+    elif isinstance(data, int) and not isinstance(data, bool):
+        values = [data]  # a file with one frame number
+    elif data is None:
+        values = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        values = [v for v in values if v]
+    else:
+        values = None
+    try:
+        cuts = [int(v) for v in values] if values is not None else None
+    except (TypeError, ValueError):
+        cuts = None
+    if cuts is None or any(c < 0 for c in cuts):
+        raise InputError(
+            f"{path}: scene cuts must be a report.json, a JSON list or one frame number per line."
+        )
+    return sorted(set(cuts))
+
+
+def merge_short(spans: Sequence[tuple[int, int]], min_frames: int) -> list[tuple[int, int]]:
+    """Merge scenes shorter than ``min_frames`` into the scene before (the first into the
+    one after): a flash or a two-frame shot is not worth its own probes and keyframe."""
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and (end - start < min_frames or merged[-1][1] - merged[-1][0] < min_frames):
+            merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
+
+
+def sample_spans(start: int, end: int, fps: float, share: float) -> list[tuple[int, int]]:
+    """Probe segments of the scene ``[start, end)``: about ``share`` of its frames (at least
+    12, or the whole scene when shorter) in up to 4 evenly spread segments of 12 frames to
+    one second each."""
+    length = end - start
+    want = max(12, round(share * length))
+    if length <= want:
+        return [(start, end)]
+    seg = int(min(max(round(fps), 12), want))
+    count = int(min(4, max(1, round(want / seg))))
+    seg = max(seg, -(-want // count))
+    spans: list[tuple[int, int]] = []
+    for i in range(count):
+        centre = start + (i + 0.5) * length / count
+        a = int(min(max(round(centre - seg / 2), start), end - seg))
+        if spans and a < spans[-1][1]:
+            a = spans[-1][1]
+        b = min(a + seg, end)
+        if b > a:
+            spans.append((a, b))
+    return spans
+
+
+# --------------------------------------------------------------------------- CRF search
+
+
+def _curve(probes: Sequence[Probe], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Probe CRFs (ascending) and their scores, made non-increasing (VMAF cannot rise with
+    CRF; a noisy probe that says so is flattened)."""
+    ordered = sorted(probes, key=lambda p: p.crf)
+    crfs = np.array([p.crf for p in ordered])
+    values = np.minimum.accumulate(np.array([getattr(p, key) for p in ordered]))
+    return crfs, values
+
+
+def predict(probes: Sequence[Probe], crf: float, key: str = "mean") -> float:
+    """VMAF (``key``: ``"mean"`` or ``"low"``) expected at ``crf``: piecewise-linear
+    through the probes, extended linearly beyond them (flat from a single probe)."""
+    crfs, values = _curve(probes, key)
+    if crfs.size == 1:
+        return float(values[0])
+    if crf <= crfs[0]:
+        i = 0
+    elif crf >= crfs[-1]:
+        i = crfs.size - 2
+    else:
+        i = int(np.searchsorted(crfs, crf)) - 1
+    x0, x1, y0, y1 = crfs[i], crfs[i + 1], values[i], values[i + 1]
+    if x1 == x0:
+        return float(min(y0, y1))
+    return float(y0 + (y1 - y0) * (crf - x0) / (x1 - x0))
+
+
+def _crf_meeting(probes: Sequence[Probe], key: str, goal: float, lo: float, hi: float) -> float | None:
+    """Largest CRF on the grid in ``[lo, hi]`` whose prediction reaches ``goal``."""
+    grid = np.round(np.arange(hi, lo - 1e-9, -_CRF_GRID), 3)
+    for crf in grid:
+        if predict(probes, float(crf), key) >= goal:
+            return float(crf)
+    return None
+
+
+def choose_crf(probes: Sequence[Probe], target: TargetQuality) -> tuple[float, str]:
+    """The CRF for a scene from its probes, and which goal decided it.
+
+    Returns:
+        (crf, limited_by) with ``limited_by`` one of ``"mean"``, ``"low"``, ``"min-crf"``,
+        ``"max-crf"``.
+    """
+    lo, hi = target.min_crf, target.max_crf
+    goals = [("mean", target.vmaf)]
+    if target.min_low is not None:
+        goals.append(("low", target.min_low))
+    best, reason = hi, "max-crf"
+    for key, goal in goals:
+        crf = _crf_meeting(probes, key, goal, lo, hi)
+        if crf is None:
+            return lo, "min-crf"
+        if crf < best:
+            best, reason = crf, key
+    return best, reason
+
+
+def _meets(probe: Probe, target: TargetQuality) -> bool:
+    return probe.mean >= target.vmaf and (target.min_low is None or probe.low >= target.min_low)
+
+
+def next_crf(probes: Sequence[Probe], target: TargetQuality, start: float) -> float | None:
+    """The CRF to probe next, or None when the probes so far decide the scene."""
+    if not probes:
+        return start
+    if len(probes) >= target.max_probes:
+        return None
+    lo, hi = target.min_crf, target.max_crf
+    probed = sorted(p.crf for p in probes)
+    if len(probes) == 1:
+        p = probes[0]
+        step = _FIRST_STEP if _meets(p, target) else -_FIRST_STEP
+        nxt = min(max(p.crf + step, lo), hi)
+        return None if abs(nxt - p.crf) < _CRF_GRID else nxt
+    crf, reason = choose_crf(probes, target)
+    if any(abs(crf - c) <= _NEAR for c in probed):
+        return None
+    below = [c for c in probed if c <= crf]
+    above = [c for c in probed if c >= crf]
+    if below and above and above[0] - below[-1] <= _BRACKET:
+        return None
+    if reason in ("min-crf", "max-crf") and any(abs(c - crf) < _CRF_GRID for c in probed):
+        return None
+    return round(crf, 1)
+
+
+# --------------------------------------------------------------------------- zones
+
+
+def zones_arg(scenes: Sequence[Scene], offset: int, base: float) -> str:
+    """x265 ``--zones`` value giving each scene its CRF in an encode at CRF ``base`` whose
+    frame 0 is title frame ``offset`` (empty when no scene differs from ``base``)."""
+    zones = []
+    for scene in scenes:
+        assert scene.crf is not None
+        if abs(scene.crf - base) < 1e-6:
+            continue
+        factor = 2.0 ** ((base - scene.crf) / 6.0)
+        zones.append(f"{scene.start - offset},{scene.end - 1 - offset},b={factor:.6f}")
+    return "/".join(zones)
+
+
+def base_crf(scenes: Sequence[Scene]) -> float:
+    """The CRF most frames get (fewest zones needed)."""
+    weights: dict[float, int] = {}
+    for scene in scenes:
+        assert scene.crf is not None
+        weights[scene.crf] = weights.get(scene.crf, 0) + scene.frames
+    return max(weights, key=lambda c: (weights[c], -c))
+
+
+def title_summary(scenes: Sequence[Scene], fps: float) -> dict[str, Any]:
+    """Frame-weighted CRF and VMAF of the title from its scenes."""
+    frames = sum(s.frames for s in scenes)
+
+    def weighted(name: str) -> float | None:
+        values = [(getattr(s, name), s.frames) for s in scenes]
+        if any(v is None for v, _ in values) or frames == 0:
+            return None
+        return round(sum(v * n for v, n in values) / frames, 3)
+
+    bits = [s.bits for s in scenes]
+    kbps = None
+    if frames and all(b is not None for b in bits):
+        kbps = round(sum(bits) / (frames / fps) / 1000, 1)  # type: ignore[arg-type]
+    return {
+        "frames": frames,
+        "scenes": len(scenes),
+        "crf": weighted("crf"),
+        "predicted_mean": weighted("predicted_mean"),
+        "measured_mean": weighted("measured_mean"),
+        "kbps": kbps,
+        "probes": sum(len(s.probes) for s in scenes),
+    }
+
+
+def check_cuts(cuts: Sequence[int], num_frames: int, where: str) -> list[int]:
+    """Cuts inside the title, sorted; EncodeError naming ``where`` when one is outside."""
+    bad = [c for c in cuts if not 0 <= c < num_frames]
+    if bad:
+        raise EncodeError(
+            f"Scene cuts from {where} lie outside the script's {num_frames} frames "
+            f"(e.g. {bad[0]}); was it made for another script or trim?"
+        )
+    return sorted({int(c) for c in cuts} - {0})
+
+
+def is_finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

@@ -1,0 +1,265 @@
+"""Target-quality and chunked encoding: CRF search, zones, scene cuts, resume after a kill.
+
+The integration tests encode a small two-shot edit of real footage (bikes + cup, 320x176)
+with ``--preset ultrafast`` and check what a user would: the VMAF of the whole output
+against the script's frames lands near the target, the scenes follow the shots, the log
+holds the decisions, and a killed run resumes without redoing finished chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from vsremaster.encode import TargetQuality, encode, media_info
+from vsremaster.encode.probes import scene_bits
+from vsremaster.encode.target import (
+    Probe,
+    Scene,
+    choose_crf,
+    merge_short,
+    next_crf,
+    predict,
+    read_cuts,
+    sample_spans,
+    zones_arg,
+)
+from vsremaster.encode.tools import mkvmerge_exe, vspipe_exe, x265_exe
+from vsremaster.encode.vmaf import pool, vmaf_scores
+from vsremaster.errors import EncodeError, InputError
+
+HAVE_X265 = x265_exe() is not None and mkvmerge_exe() is not None
+needs_x265 = pytest.mark.skipif(not HAVE_X265, reason="x265/mkvmerge not on PATH")
+
+
+def linear(crf: float, slope: float = 1.0, gap: float = 4.0) -> Probe:
+    """A probe of a scene whose VMAF falls ``slope`` per CRF: 100 at CRF 10."""
+    mean = 100 - slope * (crf - 10)
+    return Probe(crf=crf, mean=mean, low=mean - gap, kbps=1000 / crf, frames=24)
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def test_crf_search_converges_on_the_target_in_few_probes():
+    target = TargetQuality(vmaf=95, start_crf=24)
+    probes: list[Probe] = []
+    while (crf := next_crf(probes, target, 24)) is not None:
+        probes.append(linear(crf))
+    crf, reason = choose_crf(probes, target)
+    assert crf == pytest.approx(15.0, abs=0.1) and reason == "mean"
+    assert len(probes) <= target.max_probes
+    assert predict(probes, crf) == pytest.approx(95, abs=0.1)
+
+
+def test_low_percentile_floor_lowers_the_crf_when_it_binds():
+    probes = [linear(20, gap=8), linear(24, gap=8)]
+    mean_only = choose_crf(probes, TargetQuality(vmaf=88))
+    with_floor = choose_crf(probes, TargetQuality(vmaf=88, min_low=84))
+    assert mean_only == (pytest.approx(22.0), "mean")
+    assert with_floor == (pytest.approx(18.0), "low")
+
+
+def test_unreachable_target_is_clamped_and_reported():
+    probes = [linear(10, slope=3), linear(14, slope=3)]  # 100 at CRF 10, 88 at 14
+    assert choose_crf(probes, TargetQuality(vmaf=100.5 - 1, min_crf=12)) == (12.0, "min-crf")
+    easy = [linear(36, slope=0.1), linear(40, slope=0.1)]
+    assert choose_crf(easy, TargetQuality(vmaf=90)) == (40.0, "max-crf")
+    assert next_crf(easy, TargetQuality(vmaf=90), 24) is None
+
+
+def test_noisy_probes_never_predict_quality_rising_with_crf():
+    probes = [Probe(20, 96, 92, 900, 24), Probe(24, 96.5, 92.5, 600, 24)]
+    assert predict(probes, 24) <= predict(probes, 20)
+
+
+def test_samples_cover_about_the_share_inside_the_scene():
+    for start, end in [(0, 50), (100, 400), (0, 3000), (7, 12)]:
+        spans = sample_spans(start, end, 25.0, 0.1)
+        frames = sum(b - a for a, b in spans)
+        assert all(start <= a < b <= end for a, b in spans)
+        assert all(b0 <= a1 for (_, b0), (a1, _) in zip(spans, spans[1:], strict=False))
+        assert frames == min(end - start, max(12, round(0.1 * (end - start))))
+
+
+def test_short_scenes_merge_and_zones_reproduce_each_crf():
+    assert merge_short([(0, 3), (3, 50), (50, 52), (52, 100)], 10) == [(0, 52), (52, 100)]
+    scenes = [Scene(0, 100, 150, crf=20.0), Scene(1, 150, 200, crf=26.0),
+              Scene(2, 200, 260, crf=23.0)]
+    zones = zones_arg(scenes, offset=100, base=20.0)
+    # b = 2 ** ((base - crf) / 6): +6 CRF halves the bitrate factor
+    assert zones == "50,99,b=0.500000/100,159,b=0.707107"
+
+
+def test_cut_files_in_every_accepted_form(tmp_path):
+    (tmp_path / "report.json").write_text(json.dumps({"cuts": [40, 10]}))
+    (tmp_path / "list.json").write_text("[5, 9, 5]")
+    (tmp_path / "cuts.txt").write_text("# shots\n12\n\n30  # flash after\n")
+    assert read_cuts(tmp_path / "report.json") == [10, 40]
+    assert read_cuts(tmp_path / "list.json") == [5, 9]
+    assert read_cuts(tmp_path / "cuts.txt") == [12, 30]
+    (tmp_path / "bad.txt").write_text("12\nseven\n")
+    with pytest.raises(InputError, match="one frame number per line"):
+        read_cuts(tmp_path / "bad.txt")
+    with pytest.raises(InputError, match="Cannot read"):
+        read_cuts(tmp_path / "missing.txt")
+
+
+def test_bits_per_scene_follow_poc_across_idr_frames(tmp_path):
+    csv = tmp_path / "x.csv"
+    rows = ["Encode Order, Type, POC, QP, Bits, Scenecut",
+            "0, I-SLICE, 0, 20, 1000, 0", "1, P-SLICE, 2, 22, 100, 0",
+            "2, B-SLICE, 1, 24, 10, 0",
+            "3, I-SLICE, 0, 20, 2000, 1", "4, P-SLICE, 1, 22, 200, 0",
+            "", "Summary, , , , ,"]  # fmt: skip
+    csv.write_text("\n".join(rows))
+    scenes = [Scene(0, 50, 53), Scene(1, 53, 55)]
+    scene_bits(csv, 50, scenes)
+    assert [s.bits for s in scenes] == [1110, 2200]
+
+
+def test_bad_target_settings_are_refused_before_anything_runs(tmp_path):
+    script = tmp_path / "s.vpy"
+    script.write_text("raise SystemExit('must not run')\n")
+    for bad, words in [(TargetQuality(vmaf=120), "target VMAF"),
+                       (TargetQuality(min_crf=30, max_crf=20), "min CRF"),
+                       (TargetQuality(probe_share=0), "probe share")]:
+        with pytest.raises(InputError, match=words):
+            encode(script, tmp_path / "o.mkv", target=bad, progress=False)
+    with pytest.raises(InputError, match="chunks"):
+        encode(script, tmp_path / "o.mkv", chunks=-1, progress=False)
+
+
+# --------------------------------------------------------------------------- real encodes
+
+
+@pytest.fixture(scope="module")
+def two_shots(tmp_path_factory, sample_clip):
+    """A 320x176 script: 60 frames of bikes (one shot) then 60 of cup; cut at 60."""
+    folder = tmp_path_factory.mktemp("two shots")
+    script = folder / "two shots.vpy"
+    parts = [(str(sample_clip("bikes")), 76, 136), (str(sample_clip("cup")), 0, 60)]
+    script.write_text(
+        "import vapoursynth as vs\ncore = vs.core\nclips = []\n"
+        f"for path, a, b in {parts!r}:\n"
+        "    c = core.resize.Spline36(core.bs.VideoSource(path)[a:b], 320, 176,"
+        " format=vs.YUV420P10)\n"
+        "    clips.append(core.std.AssumeFPS(c, fpsnum=25, fpsden=1))\n"
+        "(clips[0] + clips[1]).set_output()\n",
+        encoding="utf-8",
+    )
+    reference = folder / "reference.y4m"
+    subprocess.run([str(vspipe_exe()), "-c", "y4m", str(script), str(reference)],
+                   check=True, capture_output=True)
+    return script, reference
+
+
+@needs_x265
+def test_target_quality_lands_on_the_target_against_the_script(tmp_path, two_shots):
+    script, reference = two_shots
+    out = tmp_path / "out.mkv"
+    result = encode(script, out, preset="ultrafast", progress=False, audio=None,
+                    target=TargetQuality(vmaf=92))
+    assert media_info(out).frames == 120
+    # the shots were found in the script's frames, each decided by its own probes
+    assert [(s.start, s.end) for s in result.scenes] == [(0, 60), (60, 120)]
+    assert all(s.crf is not None and len(s.probes) >= 2 for s in result.scenes)
+    scores = vmaf_scores(out, reference, pix_fmt="yuv420p10le", log_dir=tmp_path)
+    assert abs(pool(scores).mean - 92) <= 1.5
+    log = json.loads(result.log.read_text())
+    assert log["title"]["scenes"] == 2 and log["target"]["vmaf"] == 92
+    assert all(s["bits"] > 0 and s["measured_mean"] is not None for s in log["scenes"])
+    # a tighter target costs bits: the CRFs it picks are lower
+    tighter = encode(script, tmp_path / "tight.mkv", preset="ultrafast", progress=False,
+                     audio=None, target=TargetQuality(vmaf=97, verify=False))
+    assert all(t.crf < s.crf for t, s in zip(tighter.scenes, result.scenes, strict=True))
+    assert (tmp_path / "tight.mkv").stat().st_size > out.stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@needs_x265
+def test_cut_outside_the_script_is_a_clear_error(tmp_path, two_shots):
+    script, _ = two_shots
+    cuts = tmp_path / "cuts.txt"
+    cuts.write_text("500\n")
+    with pytest.raises(EncodeError, match="outside the script's 120 frames"):
+        encode(script, tmp_path / "o.mkv", scenes=cuts, chunks=1, progress=False, audio=None)
+    assert not (tmp_path / "o.mkv").exists()
+
+
+@needs_x265
+def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_clip):
+    # 4 chunks of 25 frames; each frame takes >= 20 ms, so the run can be killed mid-way
+    script = tmp_path / "slow.vpy"
+    script.write_text(
+        "import time\nimport vapoursynth as vs\ncore = vs.core\n"
+        f"c = core.bs.VideoSource({str(sample_clip('bikes'))!r})[:100]\n"
+        "c = core.resize.Bilinear(c, 320, 136, format=vs.YUV420P10)\n"
+        "def slow(n, f):\n    time.sleep(0.02)\n    return f\n"
+        "core.std.ModifyFrame(c, c, slow).set_output()\n",
+        encoding="utf-8",
+    )
+    cuts = tmp_path / "cuts.txt"
+    cuts.write_text("25\n50\n75\n")
+    out = tmp_path / "out.mkv"
+    cmd = [sys.executable, "-m", "vsremaster", "encode", str(script), "-o", str(out),
+           "--scenes", str(cuts), "--chunks", "1", "--chunk-seconds", "1", "--crf", "30",
+           "--preset", "ultrafast", "--audio", "none", "--no-progress"]
+    state = tmp_path / ".out.vsremaster-work" / "state.json"
+    first = subprocess.Popen(cmd, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    done: dict = {}
+    while time.monotonic() < deadline and first.poll() is None:
+        try:
+            done = json.loads(state.read_text())["chunks"]
+        except (OSError, ValueError, KeyError):
+            done = {}
+        if len(done) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)  # no chance to clean up: like a crash or power cut
+    first.wait()
+    assert 2 <= len(done) < 4, "the run was not killed mid-way"
+    assert not out.exists()
+    kept = {name: tmp_path.joinpath(".out.vsremaster-work", "chunks", f"{name}.hevc")
+            .stat().st_mtime_ns for name in done}
+
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert f"resuming: {len(done)} of 4 chunks already encoded" in second.stderr.replace("\n", " ")
+    info = media_info(out)
+    assert info.frames == 100 and info.video_codec == "hevc"
+    assert not (tmp_path / ".out.vsremaster-work").exists()
+    assert len(kept) == len(done)
+
+    # a corrupted chunk is not trusted: it is encoded again
+    third_out = tmp_path / "again.mkv"
+    cmd3 = [*cmd]
+    cmd3[cmd3.index(str(out))] = str(third_out)
+    run3 = subprocess.Popen(cmd3, stderr=subprocess.PIPE, start_new_session=True)
+    state3 = tmp_path / ".again.vsremaster-work" / "state.json"
+    finished: dict = {}
+    while run3.poll() is None and not finished:
+        try:
+            finished = json.loads(state3.read_text())["chunks"]
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    os.killpg(run3.pid, signal.SIGKILL)
+    run3.wait()
+    finished = json.loads(state3.read_text())["chunks"]
+    assert 1 <= len(finished) < 4
+    chunk = tmp_path / ".again.vsremaster-work" / "chunks" / "00000.hevc"
+    chunk.write_bytes(chunk.read_bytes()[:-100])
+    rerun = subprocess.run(cmd3, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    trusted = len(finished) - 1
+    said = rerun.stderr.replace("\n", " ")
+    assert (f"resuming: {trusted} of 4" in said) if trusted else ("already encoded" not in said)
+    assert media_info(third_out).frames == 100
