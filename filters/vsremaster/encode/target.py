@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -389,6 +388,3 @@ def check_cuts(cuts: Sequence[int], num_frames: int, where: str) -> list[int]:
         )
     return sorted({int(c) for c in cuts} - {0})
 
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
