@@ -79,13 +79,34 @@ def test_noisy_probes_never_predict_quality_rising_with_crf():
     assert predict(probes, 24) <= predict(probes, 20)
 
 
-def test_samples_cover_about_the_share_inside_the_scene():
+def test_samples_are_spread_over_the_scene_and_about_the_share():
     for start, end in [(0, 50), (100, 400), (0, 3000), (7, 12)]:
         spans = sample_spans(start, end, 25.0, 0.1)
         frames = sum(b - a for a, b in spans)
         assert all(start <= a < b <= end for a, b in spans)
         assert all(b0 <= a1 for (_, b0), (a1, _) in zip(spans, spans[1:], strict=False))
-        assert frames == min(end - start, max(12, round(0.1 * (end - start))))
+        if end - start <= 48:
+            assert spans == [(start, end)]
+        else:
+            assert len(spans) == 4 and frames >= 48 and frames <= max(48, 0.1 * (end - start) + 4)
+            # one segment in each quarter of the scene
+            quarter = (end - start) / 4
+            assert [int((a - start) // quarter) for a, _ in spans] == [0, 1, 2, 3]
+
+
+def test_balance_holds_the_title_mean_and_equalises_the_lows():
+    # scene 0 has a wide mean-low gap (its worst frames are much worse than its mean)
+    wide = [linear(20, gap=8), linear(24, gap=8)]
+    narrow = [linear(20, gap=2), linear(24, gap=2)]
+    scenes = [Scene(0, 0, 100, probes=wide), Scene(1, 100, 200, probes=narrow)]
+    from vsremaster.encode.target import balance
+
+    balance(scenes, TargetQuality(vmaf=88))
+    lows = [s.predicted_low for s in scenes]
+    assert lows[0] == pytest.approx(lows[1], abs=0.1)
+    assert (scenes[0].predicted_mean + scenes[1].predicted_mean) / 2 == pytest.approx(88, abs=0.1)
+    assert scenes[0].crf < scenes[1].crf  # bits go where the worst frames are
+    assert {s.limited_by for s in scenes} == {"balanced"}
 
 
 def test_short_scenes_merge_and_zones_reproduce_each_crf():
@@ -263,3 +284,19 @@ def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_c
     said = rerun.stderr.replace("\n", " ")
     assert (f"resuming: {trusted} of 4" in said) if trusted else ("already encoded" not in said)
     assert media_info(third_out).frames == 100
+
+
+def test_ffmpeg_encoder_target_quality_in_a_hostile_folder(tmp_path, two_shots):
+    script, _ = two_shots
+    folder = tmp_path / "it's: a=b \\ c"
+    folder.mkdir()
+    out = folder / "out; rm -rf ~.mkv"
+    if mkvmerge_exe() is None:
+        pytest.skip("mkvmerge not on PATH")
+    result = encode(script, out, encoder="ffmpeg", preset="ultrafast", progress=False,
+                    audio=None, target=TargetQuality(vmaf=90, verify=False), chunks=1,
+                    chunk_seconds=2)
+    assert result.encoder == "ffmpeg" and media_info(out).frames == 120
+    # the per-frame log reached libx265 through -x265-params with its path intact
+    assert all(s.bits and s.bits > 0 for s in result.scenes)
+    assert sorted(p.name for p in folder.iterdir()) == ["out; rm -rf ~.encode.json", "out; rm -rf ~.mkv"]

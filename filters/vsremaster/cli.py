@@ -275,6 +275,7 @@ ScenesOpt = Annotated[Optional[str], typer.Option(help="Scene cuts: a report.jso
 FreshOpt = Annotated[bool, typer.Option("--fresh", help="Discard what an interrupted run left (by default a rerun resumes).")]
 VerifyOpt = Annotated[bool, typer.Option("--verify/--no-verify", help="After encoding, score the probed frames of the finished file and log the measured VMAF.")]
 ProbeShareOpt = Annotated[float, typer.Option(help="Share of each scene's frames used for probes (0.02-1).")]
+BalanceOpt = Annotated[bool, typer.Option("--balance/--per-scene", help="balance (default): the title's mean VMAF on target, every scene's low percentile equal; per-scene: every scene's own mean on target.")]
 
 
 def _audio(value: str | None):
@@ -284,7 +285,7 @@ def _audio(value: str | None):
 
 
 def _target(vmaf: float | None, min_low: float | None, percentile: float, probe_share: float,
-            verify: bool):
+            verify: bool, balance: bool):
     from .encode import TargetQuality
 
     if vmaf is None:
@@ -292,7 +293,7 @@ def _target(vmaf: float | None, min_low: float | None, percentile: float, probe_
             raise typer.BadParameter("--min-vmaf-percentile needs --target-vmaf")
         return None
     return TargetQuality(vmaf=vmaf, min_low=min_low, percentile=percentile,
-                         probe_share=probe_share, verify=verify)
+                         probe_share=probe_share, verify=verify, balance=balance)
 
 
 def _encode(script_path: Path, output: Path, **kwargs) -> None:
@@ -323,7 +324,7 @@ def _encode(script_path: Path, output: Path, **kwargs) -> None:
 def encode_cmd(
     script_path: Annotated[Path, typer.Argument(metavar="SCRIPT", help="A .vpy script (output 0 is encoded).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output .mkv (written only when the encode succeeds).")],
-    target_vmaf: Annotated[Optional[float], typer.Option(help="Per-scene CRF for this mean VMAF (e.g. 95), measured against the script's frames. Without it: fixed --crf.")] = None,
+    target_vmaf: Annotated[Optional[float], typer.Option(help="Mean VMAF to reach (e.g. 95), measured against the script's frames, with a CRF per scene. Without it: fixed --crf.")] = None,
     min_vmaf_percentile: MinLowOpt = None,
     percentile: PercentileOpt = 1.0,
     crf: Annotated[float, typer.Option(help="x265 constant rate factor when no --target-vmaf (lower = better, bigger).")] = 18.0,
@@ -337,6 +338,7 @@ def encode_cmd(
     depth: Annotated[int, typer.Option(help="Output bit depth (8, 10 or 12).")] = 10,
     audio: AudioOpt = "auto",
     probe_share: ProbeShareOpt = 0.1,
+    balance: BalanceOpt = True,
     verify: VerifyOpt = True,
     fresh: FreshOpt = False,
     progress: ProgressOpt = True,
@@ -352,7 +354,8 @@ def encode_cmd(
             defaults=x265_defaults, encoder=encoder, depth=depth, audio=_audio(audio),
             progress=progress, chunks=chunks, chunk_seconds=chunk_seconds, scenes=scenes,
             fresh=fresh,
-            target=_target(target_vmaf, min_vmaf_percentile, percentile, probe_share, verify))
+            target=_target(target_vmaf, min_vmaf_percentile, percentile, probe_share, verify,
+                           balance))
 
 
 # ---------------------------------------------------------------- remaster
@@ -372,7 +375,7 @@ def remaster(
     report: ReportOpt = None,
     every: EveryOpt = 10,
     field_order: FieldOrderOpt = "auto",
-    target_vmaf: Annotated[float, typer.Option(help="Per-scene CRF for this mean VMAF against the restored frames.")] = 95.0,
+    target_vmaf: Annotated[float, typer.Option(help="Mean VMAF to reach against the restored frames, with a CRF per scene.")] = 95.0,
     min_vmaf_percentile: MinLowOpt = None,
     percentile: PercentileOpt = 1.0,
     crf: Annotated[Optional[float], typer.Option(help="Encode at this fixed x265 CRF instead of --target-vmaf.")] = None,
@@ -383,6 +386,7 @@ def remaster(
     encoder: EncoderOpt = "auto",
     audio: AudioOpt = "auto",
     probe_share: ProbeShareOpt = 0.1,
+    balance: BalanceOpt = True,
     verify: VerifyOpt = True,
     fresh: FreshOpt = False,
     progress: ProgressOpt = True,
@@ -399,7 +403,7 @@ def remaster(
                         num_streams=num_streams, analysis=analysis, report_path=report,
                         every=every, field_order=field_order, progress=progress)
     target = None if crf is not None else _target(target_vmaf, min_vmaf_percentile, percentile,
-                                                  probe_share, verify)
+                                                  probe_share, verify, balance)
     _encode(vpy, output, crf=crf if crf is not None else 18.0, preset=x265_preset,
             x265_params=x265_params, defaults=x265_defaults, encoder=encoder,
             audio=_audio(audio), progress=progress, target=target, chunks=chunks, fresh=fresh)

@@ -284,7 +284,7 @@ def _pipeline(
     )
     try:
         # x265 prints its --help on stdout when it rejects an option: keep it out of ours.
-        stdout_log = run.tmp / f"{encoder_name}-{len(run.programs)}.stdout.log"
+        stdout_log = run.log_file(f"{encoder_name}.stdout.log")
         with stdout_log.open("wb") as encoder_stdout:
             encoder = run.start(
                 encoder_name,

@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import EncodeError
 from .process import Runner, failure
 from .progress import FrameProgress, ProgressBar, is_vspipe_progress, parse_vspipe_progress
-from .target import Probe, Scene, TargetQuality, choose_crf, next_crf, predict
+from .target import Probe, Scene, TargetQuality, balance, choose_crf, next_crf, predict
 from .tools import vspipe_exe
 from .vmaf import pool, vmaf_scores
 from .x265 import VideoEncoder
@@ -135,6 +135,8 @@ def probe_scenes(
     started = time.monotonic()
     todo = [s for s in scenes if s.crf is None]
     if not todo:
+        if target.balance:
+            balance(scenes, target)  # deterministic: same answer as the run that probed
         return 0.0
     fps = float(video.info.fps)
     total = 2 * _sample_frames(todo)
@@ -168,6 +170,9 @@ def probe_scenes(
                 done += count
                 bar.update(FrameProgress(done, total))
             reference.unlink(missing_ok=True)
+    if target.balance:
+        balance(scenes, target)
+        save()
     return time.monotonic() - started
 
 

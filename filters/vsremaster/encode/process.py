@@ -17,6 +17,7 @@ and :func:`failure` turns a failed program into an EncodeError that quotes it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -278,18 +279,23 @@ class Runner:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
+        self._serial = itertools.count()  # next() is atomic: unique log names across threads
         self.programs: list[Program] = []
         self.commands: list[str] = []
 
     def start(self, name: str, argv: list[str], **kwargs: Any) -> Program:
         log.debug("running %s", command_line(argv))
         try:
-            log_path = self.tmp / f"{name}-{len(self.programs)}.log"
+            log_path = self.tmp / f"{name}-{next(self._serial)}.log"
             program = Program(name, argv, log_path=log_path, **kwargs)
         except OSError as err:
             raise EncodeError(f"{name} could not be started ({argv[0]}): {err}") from err
         self.programs.append(program)
         return program
+
+    def log_file(self, name: str) -> Path:
+        """A fresh file name in the log folder (unique across worker threads)."""
+        return self.tmp / f"{name}-{next(self._serial)}"
 
     def kill_all(self) -> None:
         for program in self.programs:

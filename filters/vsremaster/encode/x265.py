@@ -154,15 +154,20 @@ def x265_cli_args(text: str) -> list[str]:
     return args
 
 
-def ffmpeg_x265_params(text: str) -> str:
+def ffmpeg_x265_params(text: str | list[tuple[str, str | None]]) -> str:
     """The same options as FFmpeg's ``-x265-params`` value (``name=value:...``).
 
-    Bare flags become ``name=1`` (libx265 reads ``no-sao=1`` as "sao off"); colons inside
-    values are escaped.
+    Args:
+        text: options as :func:`parse_x265_params` takes them, or its ``(name, value)`` pairs.
+
+    Bare flags become ``name=1`` (libx265 reads ``no-sao=1`` as "sao off"). FFmpeg splits the
+    value with ``av_get_token``, where a backslash escapes any character, so ``\\ ' : =``
+    inside values (paths, zones) are escaped and reach libx265 unchanged.
     """
+    pairs = parse_x265_params(text) if isinstance(text, str) else text
     items = []
-    for name, value in parse_x265_params(text):
-        value = "1" if value is None else value.replace(":", "\\:")
+    for name, value in pairs:
+        value = "1" if value is None else re.sub(r"([\\':=])", r"\\\1", value)
         items.append(f"{name}={value}")
     return ":".join(items)
 
@@ -354,10 +359,7 @@ class VideoEncoder:
                 *cli,
                 "--no-progress", "--output", str(output),
             ]  # fmt: skip
-        items = []
-        for name, value in extra:
-            value = "1" if value is None else value.replace(":", "\\:")
-            items.append(f"{name}={value}")
+        params = ffmpeg_x265_params(extra)
         colour = ffmpeg_colour_args(self.info)
         filters = []
         if "-vf" in colour:
@@ -376,6 +378,6 @@ class VideoEncoder:
             *colour,
             "-c:v", "libx265", "-preset", self.preset, "-crf", f"{float(crf):g}",
             "-pix_fmt", self.pix_fmt,
-            *(["-x265-params", ":".join(items)] if items else []),
+            *(["-x265-params", params] if params else []),
             "-f", fmt, ffmpeg_file(output),
         ]  # fmt: skip
