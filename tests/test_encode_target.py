@@ -191,6 +191,8 @@ def test_target_quality_lands_on_the_target_against_the_script(tmp_path, two_sho
     # the shots were found in the script's frames, each decided by its own probes
     assert [(s.start, s.end) for s in result.scenes] == [(0, 60), (60, 120)]
     assert all(s.crf is not None and len(s.probes) >= 2 for s in result.scenes)
+    # the sample frames were rendered from the script once; the VMAF check reused them
+    assert sum("frames.vpy" in c for c in result.commands) == 1
     scores = vmaf_scores(out, reference, pix_fmt="yuv420p10le", log_dir=tmp_path)
     assert abs(pool(scores).mean - 92) <= 1.5
     log = json.loads(result.log.read_text())

@@ -31,6 +31,7 @@ __all__ = ["measure_scenes", "probe_scenes", "render_frames"]
 log = logging.getLogger("vsremaster.encode")
 
 BATCH_BYTES = 1 << 30
+KEEP_BYTES = 2 << 30  # sample frames up to this size are kept for the VMAF check
 
 
 def render_frames(
@@ -97,14 +98,19 @@ def _render_batch(
     run: Runner, video: VideoEncoder, batch: Sequence[Scene], bar: ProgressBar, done: int,
     total: int,
 ) -> Path:
-    """Render the sample frames of ``batch`` into ``samples.y4m``, advancing ``bar`` from
-    ``done``; returns the file."""
-    reference = run.tmp / "samples.y4m"
+    """The sample frames of ``batch`` as a ``.y4m``: rendered now (advancing ``bar`` from
+    ``done``), or the file kept from probing the same batch."""
+    reference = run.tmp / f"samples-{batch[0].index}-{batch[-1].index}.y4m"
+    if reference.is_file():
+        bar.update(FrameProgress(done + _sample_frames(batch), total))
+        return reference
     spans = [span for scene in batch for span in scene.samples]
+    partial = reference.with_suffix(".partial.y4m")
     render_frames(
-        run, video.info.script, spans, reference,
+        run, video.info.script, spans, partial,
         on_frames=lambda n: bar.update(FrameProgress(done + n, total)),
     )  # fmt: skip
+    partial.replace(reference)
     return reference
 
 
@@ -140,6 +146,7 @@ def probe_scenes(
         return 0.0
     fps = float(video.info.fps)
     total = 2 * _sample_frames(todo)
+    keep = target.verify and _frame_bytes(video) * _sample_frames(scenes) <= KEEP_BYTES
     decided = [s for s in scenes if s.crf is not None]
     start_crf = decided[-1].crf if decided else target.start_crf
     done = 0
@@ -169,7 +176,8 @@ def probe_scenes(
                 offset += count
                 done += count
                 bar.update(FrameProgress(done, total))
-            reference.unlink(missing_ok=True)
+            if not keep:
+                reference.unlink(missing_ok=True)
     if target.balance:
         balance(scenes, target)
         save()
@@ -215,8 +223,9 @@ def measure_scenes(
     progress: bool = True,
     batch_bytes: int = BATCH_BYTES,
 ) -> float:
-    """Score the finished file on each scene's sample frames (rendered again) and set
-    ``measured_mean`` / ``measured_low``. Returns the seconds spent."""
+    """Score the finished file on each scene's sample frames and set ``measured_mean`` /
+    ``measured_low``. The frames come from probing when it kept them (up to
+    :data:`KEEP_BYTES`), else the script renders them again. Returns the seconds spent."""
     started = time.monotonic()
     fps = float(video.info.fps)
     total = _sample_frames(scenes)

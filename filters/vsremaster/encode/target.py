@@ -256,8 +256,13 @@ def _curve(probes: Sequence[Probe], key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict(probes: Sequence[Probe], crf: float, key: str = "mean") -> float:
-    """VMAF (``key``: ``"mean"`` or ``"low"``) expected at ``crf``: piecewise-linear
-    through the probes, extended linearly beyond them (flat from a single probe)."""
+    """VMAF (``key``: ``"mean"`` or ``"low"``) expected at ``crf``.
+
+    Inside the probed range: the parabola through the three probes nearest ``crf`` (VMAF
+    falls faster at high CRF, a chord between distant probes under-predicts by ~1), kept
+    between the two neighbouring probes' values so it stays monotone; with two probes the
+    chord. Outside it: the end segment extended linearly. A single probe predicts itself.
+    """
     crfs, values = _curve(probes, key)
     if crfs.size == 1:
         return float(values[0])
@@ -270,7 +275,18 @@ def predict(probes: Sequence[Probe], crf: float, key: str = "mean") -> float:
     x0, x1, y0, y1 = crfs[i], crfs[i + 1], values[i], values[i + 1]
     if x1 == x0:
         return float(min(y0, y1))
-    return float(y0 + (y1 - y0) * (crf - x0) / (x1 - x0))
+    linear = float(y0 + (y1 - y0) * (crf - x0) / (x1 - x0))
+    if crfs.size < 3 or not crfs[0] < crf < crfs[-1]:
+        return linear
+    near = np.argsort(np.abs(crfs - crf), kind="stable")[:3]
+    xs, ys = crfs[near], values[near]
+    if len(set(xs.tolist())) < 3:
+        return linear
+    curved = sum(
+        ys[j] * np.prod([(crf - xs[m]) / (xs[j] - xs[m]) for m in range(3) if m != j])
+        for j in range(3)
+    )
+    return float(min(max(curved, min(y0, y1)), max(y0, y1)))
 
 
 def _crf_meeting(probes: Sequence[Probe], key: str, goal: float, lo: float, hi: float) -> float | None:
