@@ -80,6 +80,7 @@ from .x265 import (
     X265_PRESETS,
     VideoEncoder,
     check_format,
+    check_settings,
     ffmpeg_x265_params,
     parse_x265_params,
     x265_cli_args,
@@ -485,7 +486,7 @@ def encode(
         raise InputError(f"Script {script} does not exist.")
     script = Path(os.path.abspath(script))
     output = Path(os.path.abspath(output))
-    parse_x265_params(x265_params)  # syntax errors before anything runs
+    check_settings(preset, defaults, depth, x265_params)  # before anything runs
     scene_based = target is not None or chunks > 0
 
     vspipe_exe()  # a clear error now when it is missing
@@ -516,13 +517,10 @@ def encode(
     use_x265 = encoder == "x265" or (
         encoder == "auto" and x265 is not None and mkvmerge is not None and not too_small
     )
-    if use_x265:
-        assert x265 is not None
-        video = VideoEncoder.create("x265", x265, info, preset=preset, depth=depth,
-                                    defaults=defaults, x265_params=x265_params)
-    else:
-        video = VideoEncoder.create("ffmpeg", ffmpeg, info, preset=preset, depth=depth,
-                                    defaults=defaults, x265_params=x265_params)
+    name, exe = ("x265", x265) if use_x265 else ("ffmpeg", ffmpeg)
+    assert exe is not None
+    video = VideoEncoder.create(name, exe, info, preset=preset, depth=depth, defaults=defaults,
+                                x265_params=x265_params)
     if info.prop("_FieldBased") in (1, 2):
         log.warning(
             "%s is marked interlaced (_FieldBased=%d); it is encoded as progressive frames",

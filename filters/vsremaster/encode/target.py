@@ -230,8 +230,8 @@ def sample_spans(start: int, end: int, fps: float, share: float) -> list[tuple[i
     """Probe segments of the scene ``[start, end)``: about ``share`` of its frames, at least
     4 x 12, in 4 evenly spread segments (the whole scene when it is that short).
 
-    Spread segments matter: on real shots one 25-frame segment missed the scene's mean VMAF
-    by up to 1.7, four 12-frame segments by at most 0.14 (benchmarks/RESULTS.md)."""
+    Spread segments matter: on the benchmark titles' shots one 25-frame segment missed the
+    scene's mean VMAF by up to 1.7, four 12-frame segments by at most 0.14."""
     length = end - start
     seg = max(_SEGMENT, -(-round(share * length) // _SEGMENTS))
     if length <= seg * _SEGMENTS:

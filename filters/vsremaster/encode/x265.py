@@ -22,6 +22,7 @@ __all__ = [
     "X265_PRESETS",
     "VideoEncoder",
     "check_format",
+    "check_settings",
     "ffmpeg_x265_params",
     "parse_x265_params",
     "pix_fmt",
@@ -272,6 +273,19 @@ def ffmpeg_colour_args(info: ScriptInfo) -> list[str]:
     return args
 
 
+def check_settings(preset: str, defaults: str, depth: int, x265_params: str) -> None:
+    """InputError for an unknown preset or parameter set, a bad depth or bad option syntax."""
+    if preset not in X265_PRESETS:
+        raise InputError(f"preset must be one of {', '.join(X265_PRESETS)}; got {preset!r}.")
+    if defaults not in X265_DEFAULTS:
+        raise InputError(
+            f"x265 defaults must be one of {', '.join(X265_DEFAULTS)}; got {defaults!r}."
+        )
+    if depth not in (8, 10, 12):
+        raise InputError(f"depth must be 8, 10 or 12; got {depth}.")
+    parse_x265_params(x265_params)
+
+
 @dataclass(frozen=True)
 class VideoEncoder:
     """How the video of one title is encoded; builds every encoder command line.
@@ -303,14 +317,7 @@ class VideoEncoder:
         Raises:
             InputError: unknown preset or parameter set, bad depth or ``x265_params``.
         """
-        if preset not in X265_PRESETS:
-            raise InputError(f"preset must be one of {', '.join(X265_PRESETS)}; got {preset!r}.")
-        if defaults not in X265_DEFAULTS:
-            raise InputError(
-                f"x265 defaults must be one of {', '.join(X265_DEFAULTS)}; got {defaults!r}."
-            )
-        if depth not in (8, 10, 12):
-            raise InputError(f"depth must be 8, 10 or 12; got {depth}.")
+        check_settings(preset, defaults, depth, x265_params)
         keyint = max(1, round(float(info.fps) * _KEYINT_S))
         pairs = [("keyint", str(keyint)), *parse_x265_params(X265_DEFAULTS[defaults])]
         pairs += parse_x265_params(x265_params)
