@@ -263,39 +263,50 @@ def predict(probes: Sequence[Probe], crf: float, key: str = "mean") -> float:
     between the two neighbouring probes' values so it stays monotone; with two probes the
     chord. Outside it: the end segment extended linearly. A single probe predicts itself.
     """
+    return float(_predict(probes, np.array([crf], dtype=np.float64), key)[0])
+
+
+def _predict(probes: Sequence[Probe], at: np.ndarray, key: str) -> np.ndarray:
+    """:func:`predict` at every CRF of ``at`` at once."""
     crfs, values = _curve(probes, key)
     if crfs.size == 1:
-        return float(values[0])
-    if crf <= crfs[0]:
-        i = 0
-    elif crf >= crfs[-1]:
-        i = crfs.size - 2
-    else:
-        i = int(np.searchsorted(crfs, crf)) - 1
+        return np.full(at.shape, values[0])
+    i = np.clip(np.searchsorted(crfs, at) - 1, 0, crfs.size - 2)
     x0, x1, y0, y1 = crfs[i], crfs[i + 1], values[i], values[i + 1]
-    if x1 == x0:
-        return float(min(y0, y1))
-    linear = float(y0 + (y1 - y0) * (crf - x0) / (x1 - x0))
-    if crfs.size < 3 or not crfs[0] < crf < crfs[-1]:
+    same = x1 == x0
+    slope = np.where(same, 0.0, (y1 - y0) / np.where(same, 1.0, x1 - x0))
+    linear = np.where(same, np.minimum(y0, y1), y0 + slope * (at - x0))
+    if crfs.size < 3:
         return linear
-    near = np.argsort(np.abs(crfs - crf), kind="stable")[:3]
+    near = np.argsort(np.abs(crfs[None, :] - at[:, None]), axis=1, kind="stable")[:, :3]
     xs, ys = crfs[near], values[near]
-    if len(set(xs.tolist())) < 3:
-        return linear
-    curved = sum(
-        ys[j] * np.prod([(crf - xs[m]) / (xs[j] - xs[m]) for m in range(3) if m != j])
-        for j in range(3)
-    )
-    return float(min(max(curved, min(y0, y1)), max(y0, y1)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        curved = sum(
+            ys[:, j] * np.prod([(at - xs[:, m]) / (xs[:, j] - xs[:, m])
+                                for m in range(3) if m != j], axis=0)
+            for j in range(3)
+        )
+    distinct = (xs[:, 0] != xs[:, 1]) & (xs[:, 0] != xs[:, 2]) & (xs[:, 1] != xs[:, 2])
+    inside = (crfs[0] < at) & (at < crfs[-1]) & distinct
+    curved = np.clip(curved, np.minimum(y0, y1), np.maximum(y0, y1))
+    return np.where(inside, curved, linear)
+
+
+def _grid(lo: float, hi: float) -> np.ndarray:
+    """Candidate CRFs from ``hi`` down to ``lo`` in steps of the CRF resolution."""
+    return np.round(np.arange(hi, lo - 1e-9, -_CRF_GRID), 3)
+
+
+def _first_meeting(grid: np.ndarray, predicted: np.ndarray, goal: float) -> float | None:
+    """The largest CRF of the descending ``grid`` whose prediction reaches ``goal``."""
+    hits = np.flatnonzero(predicted >= goal)
+    return float(grid[hits[0]]) if hits.size else None
 
 
 def _crf_meeting(probes: Sequence[Probe], key: str, goal: float, lo: float, hi: float) -> float | None:
     """Largest CRF on the grid in ``[lo, hi]`` whose prediction reaches ``goal``."""
-    grid = np.round(np.arange(hi, lo - 1e-9, -_CRF_GRID), 3)
-    for crf in grid:
-        if predict(probes, float(crf), key) >= goal:
-            return float(crf)
-    return None
+    grid = _grid(lo, hi)
+    return _first_meeting(grid, _predict(probes, grid, key), goal)
 
 
 def choose_crf(probes: Sequence[Probe], target: TargetQuality) -> tuple[float, str]:
@@ -365,27 +376,38 @@ def balance(scenes: Sequence[Scene], target: TargetQuality) -> None:
     if frames == 0:
         return
 
+    # Each scene's predictions on its CRF grid, computed once for the whole bisection.
+    tables = []
+    for scene in scenes:
+        probed = [p.crf for p in scene.probes]
+        lo = max(target.min_crf, min(probed) - _REACH)
+        hi = min(target.max_crf, max(probed) + _REACH)
+        grid = _grid(lo, hi)
+        low, mean = _predict(scene.probes, grid, "low"), _predict(scene.probes, grid, "mean")
+        floor = None if target.min_low is None else _first_meeting(grid, low, target.min_low)
+        tables.append((grid, low, mean, lo, hi, floor))
+
     def crfs_for(level: float) -> list[tuple[float, str]]:
         out = []
-        for scene in scenes:
-            probed = [p.crf for p in scene.probes]
-            lo = max(target.min_crf, min(probed) - _REACH)
-            hi = min(target.max_crf, max(probed) + _REACH)
-            crf = _crf_meeting(scene.probes, "low", level, lo, hi)
+        for grid, low, _, lo, hi, floor in tables:
+            crf = _first_meeting(grid, low, level)
             reason = "balanced"
             if crf is None:
                 crf, reason = lo, "min-crf"
             elif crf >= hi:
                 reason = "max-crf"
-            if target.min_low is not None:
-                floor = _crf_meeting(scene.probes, "low", target.min_low, lo, hi)
-                if floor is not None and floor < crf:
-                    crf, reason = floor, "low"
+            if floor is not None and floor < crf:
+                crf, reason = floor, "low"
             out.append((crf, reason))
         return out
 
     def title_mean(choice: list[tuple[float, str]]) -> float:
-        return sum(predict(s.probes, c, "mean") * s.frames for s, (c, _) in zip(scenes, choice, strict=True)) / frames
+        total = 0.0
+        for scene, (grid, _, mean, _, _, _), (crf, _) in zip(scenes, tables, choice, strict=True):
+            at = np.flatnonzero(np.isclose(grid, crf))
+            value = mean[at[0]] if at.size else predict(scene.probes, crf, "mean")
+            total += value * scene.frames
+        return total / frames
 
     lows, highs = 0.0, 100.0
     for _ in range(40):  # bisection on L: the title mean rises with L
