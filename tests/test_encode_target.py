@@ -235,7 +235,7 @@ def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_c
            "--scenes", str(cuts), "--chunks", "1", "--chunk-seconds", "1", "--crf", "30",
            "--preset", "ultrafast", "--audio", "none", "--no-progress"]
     state = tmp_path / ".out.vsremaster-work" / "state.json"
-    first = subprocess.Popen(cmd, stderr=subprocess.PIPE, start_new_session=True)
+    first = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     done: dict = {}
     while time.monotonic() < deadline and first.poll() is None:
@@ -265,7 +265,7 @@ def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_c
     third_out = tmp_path / "again.mkv"
     cmd3 = [*cmd]
     cmd3[cmd3.index(str(out))] = str(third_out)
-    run3 = subprocess.Popen(cmd3, stderr=subprocess.PIPE, start_new_session=True)
+    run3 = subprocess.Popen(cmd3, stderr=subprocess.DEVNULL, start_new_session=True)
     state3 = tmp_path / ".again.vsremaster-work" / "state.json"
     finished: dict = {}
     while run3.poll() is None and not finished:

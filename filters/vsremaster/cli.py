@@ -298,6 +298,7 @@ def _target(vmaf: float | None, min_low: float | None, percentile: float, probe_
 
 def _encode(script_path: Path, output: Path, **kwargs) -> None:
     from .encode import encode, media_info
+    from .encode.target import title_summary
 
     result = encode(script_path, output, **kwargs)  # checks frame count and duration itself
     info = media_info(result.output, count_frames=False, colour=False)
@@ -308,7 +309,7 @@ def _encode(script_path: Path, output: Path, **kwargs) -> None:
         f"encoded in {result.seconds:.1f} s ({result.fps:.2f} fps, {result.encoder})"
     )
     if result.log is not None:
-        summary = json.loads(result.log.read_text(encoding="utf-8"))["title"]
+        summary = title_summary(result.scenes, float(result.frame_rate))
         vmaf = summary.get("measured_mean") or summary.get("predicted_mean")
         what = "measured" if summary.get("measured_mean") is not None else "predicted"
         err.print(

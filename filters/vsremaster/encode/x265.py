@@ -138,17 +138,18 @@ def parse_x265_params(text: str) -> list[tuple[str, str | None]]:
     return pairs
 
 
-def x265_cli_args(text: str) -> list[str]:
-    """Arguments for the x265 program from :func:`parse_x265_params` syntax.
+def x265_cli_args(text: str | list[tuple[str, str | None]]) -> list[str]:
+    """Arguments for the x265 program from :func:`parse_x265_params` syntax or its
+    ``(name, value)`` pairs.
 
-    Command-line style is passed through exactly as :func:`shlex.split` splits it.
+    Command-line style text is passed through exactly as :func:`shlex.split` splits it.
     """
-    stripped = text.strip()
-    if stripped.startswith("-"):
-        parse_x265_params(stripped)  # validate
-        return shlex.split(stripped)
+    if isinstance(text, str) and text.strip().startswith("-"):
+        parse_x265_params(text)  # validate
+        return shlex.split(text.strip())
+    pairs = parse_x265_params(text) if isinstance(text, str) else text
     args: list[str] = []
-    for name, value in parse_x265_params(stripped):
+    for name, value in pairs:
         args.append(f"--{name}")
         if value is not None:
             args.append(value)
@@ -352,9 +353,6 @@ class VideoEncoder:
         if self.name == "x265":
             if output.suffix != ".hevc":
                 raise ValueError("the x265 program writes raw .hevc")
-            cli: list[str] = []
-            for name, value in extra:
-                cli += [f"--{name}", *([value] if value is not None else [])]
             return [
                 str(self.exe), "--input", str(source) if source else "-", "--y4m",
                 *(["--seek", str(seek)] if seek else []),
@@ -363,7 +361,7 @@ class VideoEncoder:
                 "--output-depth", str(self.depth),
                 *(["--dither"] if self.info.bits > self.depth else []),
                 *x265_colour_args(self.info),
-                *cli,
+                *x265_cli_args(extra),
                 "--no-progress", "--output", str(output),
             ]  # fmt: skip
         params = ffmpeg_x265_params(extra)

@@ -176,9 +176,6 @@ class _Live:
     pp: list[np.ndarray] = field(default_factory=list)
     dets: list[Detection | None] = field(default_factory=list)
 
-    def predicted_box(self) -> np.ndarray:
-        return _z_to_box((_F @ self.x)[:3], self.aspect)
-
 
 def _rts(xs: list[np.ndarray], ps: list[np.ndarray], xp: list[np.ndarray],
          pp: list[np.ndarray], f: np.ndarray = _F) -> np.ndarray:
