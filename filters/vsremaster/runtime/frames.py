@@ -19,7 +19,8 @@ from .. import log
 from ..errors import InputError
 
 __all__ = [
-    "check_clip", "default_matrix", "to_model", "from_model", "read_plane8", "write_plane8",
+    "check_clip", "default_matrix", "to_model", "from_model", "to_rgb24", "read_plane8",
+    "write_plane8",
 ]
 
 core = vs.core
@@ -123,6 +124,19 @@ def to_model(
         gray = core.resize.Point(prepared, format=vs.GRAYS)
         return core.std.ShufflePlanes(gray, [0, 0, 0], vs.RGB), prepared
     return core.resize.Bicubic(prepared, format=vs.RGBS), prepared
+
+
+def to_rgb24(clip: vs.VideoNode, func: str) -> vs.VideoNode:
+    """``clip`` as 8-bit RGB for OpenCV-style per-frame work (detection, overlays).
+
+    YUV frames without ``_Matrix`` get the size's default matrix (see :func:`default_matrix`);
+    GRAY is copied to the three channels; interlaced frames raise (per frame).
+    """
+    fmt = check_clip(clip, func)
+    prepared = _prepare(clip, func, progressive=True)
+    if fmt.color_family == vs.GRAY:
+        prepared = core.std.ShufflePlanes(prepared, [0, 0, 0], vs.RGB)
+    return core.resize.Bicubic(prepared, format=vs.RGB24, dither_type="error_diffusion")
 
 
 def from_model(

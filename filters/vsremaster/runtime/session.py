@@ -230,6 +230,11 @@ class SessionPool:
         with self._session() as sess:
             return sess.run([self._names[1]], {self._names[0]: x})[0]
 
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run the model on ``x`` (its single input) and return every output, in graph order."""
+        with self._session() as sess:
+            return sess.run(None, {self._names[0]: x})
+
 
 _pools: dict[SessionConfig, SessionPool] = {}
 _pools_lock = threading.Lock()
