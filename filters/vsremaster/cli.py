@@ -421,7 +421,7 @@ def faces_track(
     source: Annotated[Path, typer.Argument(help="Source video file (progressive).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Sidecar to write (default: SOURCE's name with .faces.json, in the current folder).")] = None,
     detector: Annotated[str, typer.Option(help="Face detector: blazeface-back-256 (smaller faces), blazeface-front-128, or a BlazeFace-layout .onnx.")] = "blazeface-back-256",
-    score: Annotated[float, typer.Option(min=0.05, max=0.99, help="Least detector confidence.")] = 0.6,
+    score: Annotated[float, typer.Option(min=0.05, max=0.99, help="Least detector confidence (MediaPipe uses 0.75).")] = 0.75,
     tiles: Annotated[int, typer.Option(min=0, max=6, help="Also run the detector on NxN overlapping tiles (an N-fold upscale, for small SD faces); 0 = whole frame only.")] = 3,
     normalise: Annotated[str, typer.Option(help="Balance colour and equalise dark or colour-cast frames for detection only: auto, always, never.")] = "auto",
     scenes: Annotated[str, typer.Option(help="Scene cuts: 'auto' (measured in the same pass), 'none', or a file (report.json, JSON list, one frame per line).")] = "auto",

