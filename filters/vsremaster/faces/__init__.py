@@ -1,4 +1,5 @@
-"""Faces: detection, temporal tracking and a preview of the tracks.
+"""Faces: detection, temporal tracking, a preview of the tracks, and alignment to restorer
+templates (restoration itself comes next).
 
     from vsremaster.faces import FaceDetector, scan_faces, write_sidecar, overlay
     scan = scan_faces(clip)                      # detect every frame, cuts, tracks
@@ -6,7 +7,8 @@
     overlay(clip, "title.faces.json").set_output()
 
 See :mod:`vsremaster.faces.detect`, :mod:`~vsremaster.faces.track`,
-:mod:`~vsremaster.faces.scan` and :mod:`~vsremaster.faces.overlay`.
+:mod:`~vsremaster.faces.scan`, :mod:`~vsremaster.faces.overlay` and
+:mod:`~vsremaster.faces.align`.
 """
 
 from .detect import DEFAULT_DETECTOR, FaceDetector, normalise_for_detection
