@@ -223,10 +223,18 @@ def _run_child(
             if on_line is not None:
                 on_line(line)
 
+    answer: list[bytes] = []
+
+    def read_answer() -> None:  # stdout in its own thread: communicate() would race `drain`
+        assert proc.stdout is not None
+        answer.append(proc.stdout.read())
+
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
+    answer_reader = threading.Thread(target=read_answer, daemon=True)
+    answer_reader.start()
     try:
-        stdout, _ = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired as err:
         proc.kill()
         proc.wait()
@@ -237,7 +245,9 @@ def _run_child(
         proc.kill()
         proc.wait()
         raise
+    answer_reader.join()
     reader.join(timeout=5)
+    stdout = answer[0] if answer else b""
     try:
         data = json.loads(stdout.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
