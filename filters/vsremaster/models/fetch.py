@@ -180,7 +180,8 @@ def fetch(
         if not force and path.is_file() and sha256_file(path) == spec.onnx_sha256:
             rec = read_record(spec.id) or {}
             report = ModelReport(spec.id, "present", spec.onnx_sha256,
-                                 rec.get("verification", {}).get("max_abs_error"), spec.tolerance)
+                                 rec.get("verification", {}).get("max_abs_error"),
+                                 None if spec.onnx_member else spec.tolerance)
         else:
             report = _install_member(spec) if spec.onnx_member else _install_one(spec)
         reports.append(report)
