@@ -46,7 +46,7 @@ DEFAULT_DETECTOR = "blazeface-back-256"
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear", "left_ear")
 
 
-def _anchors(size: int) -> np.ndarray:
+def _anchors() -> np.ndarray:
     """``(896, 2)`` anchor centres in [0, 1]: 16x16 cells x 2 anchors, then 8x8 cells x 6."""
     rows = []
     for cells, per_cell in ((16, 2), (8, 6)):
@@ -118,7 +118,7 @@ class FaceDetector:
             BlazeFace-layout ONNX file.
         score: minimum confidence (0-1) of a detection.
         nms_iou: boxes overlapping more than this are merged.
-        tiles: 0 = whole frame only; N = also N x N overlapping tiles (for small faces).
+        tiles: 0 (or 1) = whole frame only; N >= 2 = also N x N overlapping tiles (small faces).
         normalise: ``"auto"`` (dark or colour-cast frames only), ``"always"`` or ``"never"``.
         backend: ONNX Runtime backend (``auto``, ``cpu``, ``cuda``, ``tensorrt``).
         threads: ORT threads (0 = all cores).
@@ -168,7 +168,7 @@ class FaceDetector:
 
     @cached_property
     def _anchor_xy(self) -> np.ndarray:
-        return _anchors(self.size)
+        return _anchors()
 
     def _windows(self, h: int, w: int) -> list[tuple[int, int, int]]:
         """Square windows ``(x0, y0, side)`` to run: the whole frame, then the tiles."""
@@ -193,12 +193,9 @@ class FaceDetector:
         canvas = np.zeros((s, s, 3), np.uint8)  # letterbox: pad right/bottom with black
         resized = cv2.resize(crop, (max(1, round(cw * scale)), max(1, round(ch * scale))),
                              interpolation=cv2.INTER_AREA)
+        if self.normalise != "never":  # "always": dark=1.01 counts every frame as dark
+            resized = normalise_for_detection(resized, dark=1.01 if self.normalise == "always" else 0.3)
         canvas[: resized.shape[0], : resized.shape[1]] = resized
-        if self.normalise == "always":
-            canvas = normalise_for_detection(canvas, dark=1.01)
-        elif self.normalise == "auto":
-            canvas = normalise_for_detection(canvas[: resized.shape[0], : resized.shape[1]])
-            canvas = np.pad(canvas, ((0, s - canvas.shape[0]), (0, s - canvas.shape[1]), (0, 0)))
         x = (canvas.astype(np.float32) / 127.5 - 1.0)[None]
         outs = self._pool.run_all(x)
         # 16x16-cell head (512 anchors) first, then the 8x8 head (384), as the anchors are laid out
