@@ -164,16 +164,22 @@ def _analysis_progress(label: str):
     return bar, update
 
 
+def _with_progress(label: str, show: bool, run):
+    """``run(progress)`` under a progress bar labelled ``label`` (``progress`` is None when
+    ``show`` is false)."""
+    if not show:
+        return run(None)
+    bar, update = _analysis_progress(label)
+    with bar:
+        return run(update)
+
+
 def _run_analysis(source: SourceInfo, out_dir: Path, *, every: int,
                   trim: tuple[int, int] | None, progress: bool) -> dict:
     from .analysis.report import analyze_source
 
-    if progress:
-        bar, update = _analysis_progress("analysing")
-        with bar:
-            report = analyze_source(source, out_dir, every=every, trim=trim, progress=update)
-    else:
-        report = analyze_source(source, out_dir, every=every, trim=trim)
+    report = _with_progress("analysing", progress, lambda update: analyze_source(
+        source, out_dir, every=every, trim=trim, progress=update))
     settings = report["settings"]
     err.print(f"analysis: {len(report['scenes'])} scene(s), {report['clip']['num_frames']} frames "
               f"at {settings['analysis_fps']} fps -> {out_dir / 'report.html'}")
@@ -460,12 +466,8 @@ def faces_track(
             cuts = [c - span[0] for c in cuts]
     det = FaceDetector(detector, score=score, tiles=tiles, normalise=normalise, backend=backend)
     tracking = {"min_hits": min_hits, "max_gap": max_gap}
-    if progress:
-        bar, update = _analysis_progress("faces")
-        with bar:
-            scan = scan_faces(clip, det, cuts=cuts, tracking=tracking, progress=update)
-    else:
-        scan = scan_faces(clip, det, cuts=cuts, tracking=tracking)
+    scan = _with_progress("faces", progress, lambda update: scan_faces(
+        clip, det, cuts=cuts, tracking=tracking, progress=update))
     scan.source = {"path": str(info.path), "trim": list(span) if span else None}
     write_sidecar(scan, output)
     st = scan.stats

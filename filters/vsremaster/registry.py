@@ -101,18 +101,24 @@ def download_distribution(
     return target
 
 
+def _tar_members(tar: tarfile.TarFile, wanted: set[str]) -> dict[str, bytes]:
+    """Read the regular-file members named in ``wanted`` (leading ``./`` ignored) into memory."""
+    found: dict[str, bytes] = {}
+    for info in tar:
+        name = info.name.removeprefix("./")
+        if name in wanted and info.isfile():
+            handle = tar.extractfile(info)
+            assert handle is not None
+            found[name] = handle.read()
+    return found
+
+
 def _deb_members(archive: Path, wanted: set[str]) -> dict[str, bytes]:
     """Read members of a .deb's data archive (``dpkg-deb --fsys-tarfile``) into memory."""
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(archive)], stdout=subprocess.PIPE)
-    found: dict[str, bytes] = {}
     assert proc.stdout is not None
     with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-        for info in tar:
-            name = info.name.removeprefix("./")
-            if name in wanted and info.isfile():
-                handle = tar.extractfile(info)
-                assert handle is not None
-                found[name] = handle.read()
+        found = _tar_members(tar, wanted)
     proc.stdout.close()
     if proc.wait() != 0:
         raise VSRemasterError(f"dpkg-deb could not read {archive}")
@@ -150,12 +156,7 @@ def extract_members(
         data = _deb_members(archive, set(todo))
     elif archive.name.endswith((".tgz", ".tar.gz")):
         with tarfile.open(archive, "r:gz") as tar:
-            data = {}
-            for info in tar:
-                if info.name in todo and info.isfile():
-                    handle = tar.extractfile(info)
-                    assert handle is not None
-                    data[info.name] = handle.read()
+            data = _tar_members(tar, set(todo))
     else:
         with zipfile.ZipFile(archive) as zf:
             names = set(zf.namelist())

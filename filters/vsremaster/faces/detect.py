@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..models.manifest import load_manifest
-from ..models.store import resolve_model
+from ..models.store import is_model_file, resolve_model
 from ..runtime.session import Backend, SessionConfig, get_pool
 from .track import Detection, box_iou
 
@@ -145,7 +145,7 @@ class FaceDetector:
 
     def _model_path(self) -> Path:
         text = str(self.model)
-        if text.endswith(".onnx") or "/" in text:
+        if is_model_file(self.model):
             path = Path(text).expanduser().resolve()
             if not path.is_file():
                 raise ModelError(f"face detector file {path} does not exist")
@@ -158,10 +158,7 @@ class FaceDetector:
     @cached_property
     def size(self) -> int:
         """The detector's square input size in pixels (128 or 256)."""
-        import onnx
-
-        dims = onnx.load(str(self._path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-        shape = [d.dim_value for d in dims]
+        shape = self._pool.input_shape()
         if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or shape[1] not in (128, 256):
             raise ModelError(f"{self._path}: not a BlazeFace layout (NHWC 128/256 RGB), input {shape}")
         return shape[1]

@@ -71,7 +71,7 @@ def overlay(clip: vs.VideoNode, tracks: FaceScan | str | Path, *, thickness: int
     rgb = to_rgb24(clip, "overlay")
 
     def draw(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
-        img = _draw(np.ascontiguousarray(frame_rgb(f)), scan, n, thickness)
+        img = _draw(frame_rgb(f), scan, n, thickness)
         out = f.copy()
         for p in range(3):
             np.copyto(np.asarray(out[p]), img[..., p])

