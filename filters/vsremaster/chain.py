@@ -232,3 +232,13 @@ def plan_chain(
     extra = f" Analysis: {upscale_rec['reason']}." if upscale_rec else ""
     reason = f"Upscale {size} with {what} ({why}).{extra}"
     return Chain([Step("upscale", reason, kwargs)], notes)
+
+
+def face_step(model: str, tracks: Path, found: str, *, backend: str = "auto") -> Step:
+    """The ``face_enhance`` call placed after the upscale: faces are cropped from the upscaled
+    frame and pasted back into it (``found``: what the face pass saw, for the comment)."""
+    kwargs: dict[str, Any] = {"tracks": str(tracks), "model": model}
+    if backend != "auto":
+        kwargs["backend"] = backend
+    return Step("face_enhance", f"{found}; restore them with {model} along the tracks "
+                "(smoothed landmarks, no track across a scene cut).", kwargs)

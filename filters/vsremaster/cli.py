@@ -74,7 +74,8 @@ def models_list(
         {
             "id": s.id, "task": s.task, "scale": s.scale, "installed": is_installed(s.id),
             "arch": s.arch, "licence": s.licence,
-            "source": f"{s.package}=={manifest.packages[s.package].version}",
+            "source": (f"user-supplied: {s.user.file}" if s.user
+                       else f"{s.package}=={manifest.packages[s.package].version}"),
             "description": s.description,
         }
         for s in manifest.models.values()
@@ -120,6 +121,23 @@ def models_verify(
         raise typer.Exit(1)
 
 
+@models_app.command("add")
+def models_add(
+    path: Annotated[Path, typer.Argument(help="The weights you bring: .onnx, or a PyTorch checkpoint (.pth/.ckpt/.safetensors).")],
+    model_id: Annotated[str, typer.Option("--as", help="Manifest id it is, e.g. gfpgan-1.4, codeformer (see `models list`, task face-restore).")],
+) -> None:
+    """Install weights no registry package ships (face restorers), checked and recorded.
+
+    A checkpoint is converted to ONNX through spandrel (loaded with weights_only=True) and
+    checked against PyTorch; an ONNX file is checked by one run. The sha256 is recorded and
+    checked at every load. Example: vsremaster models add GFPGANv1.4.pth --as gfpgan-1.4
+    """
+    from .models.user import add_model
+
+    err.print(f"adding {path} as {model_id} (a checkpoint takes a minute to convert)")
+    _print_report(add_model(path, model_id))
+
+
 @models_app.command("path")
 def models_path(model_id: str) -> None:
     """Print the path of an installed model's ONNX file."""
@@ -142,6 +160,7 @@ EveryOpt = Annotated[int, typer.Option(help="Analysis: measure the costly metric
 ReportOpt = Annotated[Optional[Path], typer.Option(help="Use this report.json instead of analysing the source again.")]
 AnalysisOpt = Annotated[bool, typer.Option("--analysis/--no-analysis", help="Analyse the source and let the measurements choose the chain.")]
 FieldOrderOpt = Annotated[str, typer.Option(help="auto (measured, else the source's props), progressive, tff or bff.")]
+FacesOpt = Annotated[str, typer.Option(help="Face path: auto (when a face-restoration model is installed: track faces, restore them after the upscale), off, or a face model id (gfpgan-1.4, codeformer, ...).")]
 
 
 def _analysis_progress(label: str):
@@ -189,14 +208,48 @@ def _run_analysis(source: SourceInfo, out_dir: Path, *, every: int,
     return report
 
 
+def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str,
+               progress: bool) -> tuple[str | None, str]:
+    """Track faces when a face model is to be used: ``(model or None, note for the script)``."""
+    from .errors import ModelMissingError
+    from .faces.detect import FaceDetector
+    from .faces.restore import FaceRestorer, installed_face_model
+    from .faces.scan import scan_faces, write_sidecar
+
+    if faces == "off":
+        return None, "Faces: not restored (--faces off)."
+    try:
+        model = installed_face_model() if faces == "auto" else faces
+        FaceRestorer(model, backend=backend)  # installed and intact, or a clear error now
+    except ModelMissingError as exc:
+        if faces != "auto":
+            raise
+        return None, f"Faces: not restored: {exc}"
+    import vapoursynth as vs
+
+    clip = vs.core.bs.VideoSource(str(info.path))
+    if span:
+        clip = clip[span[0]:span[1]]
+    det = FaceDetector(backend=backend)
+    scan = _with_progress("faces", progress, lambda update: scan_faces(clip, det, progress=update))
+    scan.source = {"path": str(info.path), "trim": list(span) if span else None}
+    write_sidecar(scan, sidecar)
+    if not scan.tracks:
+        return None, (f"Faces: none found in {scan.num_frames} frames by the face pass "
+                      f"({sidecar.name}); no face restoration.")
+    return model, (f"Faces: {len(scan.tracks)} track(s) in {len(scan.cuts) + 1} scene(s), "
+                   f"faces in {scan.stats['frames_with_faces']}/{scan.num_frames} frames "
+                   f"({sidecar.name})")
+
+
 def _write_script(
     source: Path, out: Path, *, preset: str, model: str | None, width: int | None,
     height: int | None, trim: str | None, backend: str, tile: int | None, num_streams: int | None,
     analysis: bool = True, report_path: Path | None = None, every: int = 10,
-    field_order: str = "auto", progress: bool = True,
+    field_order: str = "auto", progress: bool = True, faces: str = "auto",
 ) -> Path:
     from .analysis.report import read_report
-    from .chain import plan_chain, probe_source
+    from .chain import face_step, plan_chain, probe_source
     from .render import render_script
 
     info = probe_source(source)
@@ -212,6 +265,12 @@ def _write_script(
     chain = plan_chain(info, report=report, preset=preset, model=model, width=width,
                        height=height, backend=backend, tile=tile, num_streams=num_streams,
                        field_order=field_order)
+    face_model, face_note = _face_pass(info, span, out.with_suffix(".faces.json"), faces,
+                                       backend=backend, progress=progress)
+    chain.notes.append(face_note)
+    if face_model:
+        chain.steps.append(face_step(face_model, out.with_suffix(".faces.json").resolve(),
+                                     face_note, backend=backend))
     named = None
     if report_path is not None:
         named = os.path.relpath(os.path.abspath(report_path), os.path.abspath(out.parent))
@@ -258,6 +317,7 @@ def script(
     report: ReportOpt = None,
     every: EveryOpt = 10,
     field_order: FieldOrderOpt = "auto",
+    faces: FacesOpt = "auto",
     progress: ProgressOpt = True,
 ) -> None:
     """Write a restoration .vpy for SOURCE (preview with vspreview, encode with `encode`).
@@ -269,7 +329,7 @@ def script(
     _write_script(source, out, preset=preset, model=model, width=width, height=height,
                   trim=trim, backend=backend, tile=tile, num_streams=num_streams,
                   analysis=analysis, report_path=report, every=every, field_order=field_order,
-                  progress=progress)
+                  progress=progress, faces=faces)
 
 
 # ---------------------------------------------------------------- encode
@@ -385,6 +445,7 @@ def remaster(
     report: ReportOpt = None,
     every: EveryOpt = 10,
     field_order: FieldOrderOpt = "auto",
+    faces: FacesOpt = "auto",
     target_vmaf: Annotated[float, typer.Option(help="Mean VMAF to reach against the restored frames, with a CRF per scene.")] = 95.0,
     min_vmaf_percentile: MinLowOpt = None,
     percentile: PercentileOpt = 1.0,
@@ -411,7 +472,7 @@ def remaster(
     vpy = _write_script(source, output.with_suffix(".vpy"), preset=preset, model=model,
                         width=width, height=height, trim=trim, backend=backend, tile=tile,
                         num_streams=num_streams, analysis=analysis, report_path=report,
-                        every=every, field_order=field_order, progress=progress)
+                        every=every, field_order=field_order, progress=progress, faces=faces)
     target = None if crf is not None else _target(target_vmaf, min_vmaf_percentile, percentile,
                                                   probe_share, verify, balance)
     _encode(vpy, output, crf=crf if crf is not None else 18.0, preset=x265_preset,

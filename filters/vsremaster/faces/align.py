@@ -91,7 +91,7 @@ def invert(m: np.ndarray) -> np.ndarray:
 
 
 def align(frame: np.ndarray, landmarks: np.ndarray, *, template: str = "ffhq_512",
-          size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+          size: int = 512, sar: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Warp the face at ``landmarks`` into the template crop.
 
     Args:
@@ -99,17 +99,20 @@ def align(frame: np.ndarray, landmarks: np.ndarray, *, template: str = "ffhq_512
         landmarks: ``(6, 2)`` BlazeFace points or ``(5, 2)`` 5-point landmarks, frame pixels.
         template: a key of :data:`TEMPLATES`.
         size: crop side in pixels (the restorer's input size).
+        sar: the frame's sample aspect ratio (pixel width / height, e.g. 8/9 for NTSC 4:3
+            DVD): the fit is done in square pixels, so anamorphic faces are not distorted.
 
     Returns:
         ``(crop, m)``: the ``(size, size, C)`` crop (bicubic, edges replicated) and the
-        ``(2, 3)`` transform frame -> crop.
+        ``(2, 3)`` transform frame -> crop (a similarity when ``sar`` is 1).
     """
     import cv2
 
-    pts = np.asarray(landmarks, dtype=np.float64)
+    pts = np.asarray(landmarks, dtype=np.float64) * (sar, 1.0)
     layout = "5point" if len(pts) == 5 else "blazeface"
     dst = template_points(template, size, layout=layout)
     m = similarity(pts[: len(dst)], dst)
+    m[:, 0] *= sar  # frame pixels -> square pixels -> crop
     crop = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_REPLICATE)
     return crop, m

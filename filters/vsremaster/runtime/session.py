@@ -230,15 +230,20 @@ class SessionPool:
         with self._session() as sess:
             return sess.run([self._names[1]], {self._names[0]: x})[0]
 
-    def input_shape(self) -> list[int | str | None]:
-        """The model's input shape as its graph declares it (opens the first session)."""
+    def inputs(self) -> list[tuple[str, list[int | str | None], str]]:
+        """``(name, shape, type)`` of each input the graph declares (opens the first session)."""
         with self._session() as sess:
-            return list(sess.get_inputs()[0].shape)
+            return [(i.name, list(i.shape), i.type) for i in sess.get_inputs()]
 
-    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run the model on ``x`` (its single input) and return every output, in graph order."""
+    def input_shape(self) -> list[int | str | None]:
+        """The model's first input shape as its graph declares it."""
+        return self.inputs()[0][1]
+
+    def run_all(self, x: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """Run the model on ``x`` (its first input; ``extra`` feeds other inputs by name) and
+        return every output, in graph order."""
         with self._session() as sess:
-            return sess.run(None, {self._names[0]: x})
+            return sess.run(None, {self._names[0]: x, **(extra or {})})
 
 
 _pools: dict[SessionConfig, SessionPool] = {}

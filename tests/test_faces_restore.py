@@ -1,0 +1,316 @@
+"""Face restoration: the user brings weights (`models add`: checkpoint -> ONNX, checked), and
+`face_enhance` restores tracked faces of real footage (carphone) where they are.
+
+No face-restoration weights ship in a registry package, so two kinds of models stand in:
+- architecture-faithful exports: GFPGAN 1.4 and CodeFormer built by spandrel with their
+  official hyper-parameters and random weights, saved as checkpoints the way the official
+  files are, then converted by our converter (real graph, real I/O, real cost);
+- tiny ONNX restorers with known behaviour (identity, "paint it white", contrast = weight),
+  so that where and how the crop lands in the frame can be asserted exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import vapoursynth as vs
+from onnx import TensorProto, helper
+from typer.testing import CliRunner
+from vsremaster.cli import app
+from vsremaster.errors import ChecksumError, InputError, ModelError, ModelMissingError
+from vsremaster.faces import FaceDetector, face_enhance, installed_face_model, scan_faces
+from vsremaster.faces.align import align
+from vsremaster.faces.restore import SKIN_REFERENCE, _face_weights, neutralise_colour
+from vsremaster.faces.scan import frame_rgb
+from vsremaster.models.store import models_dir, resolve_model
+from vsremaster.models.user import add_model
+from vsremaster.runtime.frames import to_rgb24
+
+core = vs.core
+
+
+def tiny_restorer(path: Path, kind: str, size: int = 512) -> Path:
+    """A restorer ONNX with FaceFusion's I/O: 'identity', 'white' (every pixel 1.0) or
+    'contrast' (output = input * weight, with a float64 'weight' input like CodeFormer)."""
+    image = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])
+    out = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, size, size])
+    inputs, inits = [image], []
+    if kind == "identity":
+        nodes = [helper.make_node("Identity", ["input"], ["output"])]
+    elif kind == "white":
+        inits = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+                 helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])]
+        nodes = [helper.make_node("Mul", ["input", "zero"], ["z"]),
+                 helper.make_node("Add", ["z", "one"], ["output"])]
+    else:
+        inputs.append(helper.make_tensor_value_info("weight", TensorProto.DOUBLE, [1]))
+        nodes = [helper.make_node("Cast", ["weight"], ["w"], to=TensorProto.FLOAT),
+                 helper.make_node("Mul", ["input", "w"], ["output"])]
+    graph = helper.make_graph(nodes, kind, inputs, [out], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.fixture
+def private_models(tmp_path, monkeypatch):
+    """A model cache with no face restorer, with the installed BlazeFace and animevideov3-x2."""
+    cache = tmp_path / "models"
+    cache.mkdir()
+    for model_id in ("blazeface-back-256", "realesr-animevideov3-x2"):
+        for suffix in (".onnx", ".json"):
+            os.link(models_dir() / f"{model_id}{suffix}", cache / f"{model_id}{suffix}")
+    monkeypatch.setenv("VSREMASTER_MODELS", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="module")
+def carphone(sample_clip):
+    """12 frames of real footage with one face (176x144) and its tracks."""
+    clip = core.bs.VideoSource(str(sample_clip("carphone")))[50:62]
+    scan = scan_faces(clip, FaceDetector(tiles=0), cuts=[])
+    assert len(scan.tracks) == 1 and (scan.tracks[0].start, scan.tracks[0].end) == (0, 12)
+    return clip, scan
+
+
+def planes(clip, n):
+    f = clip.get_frame(n)
+    return np.dstack([np.asarray(f[p], np.float64) for p in range(f.format.num_planes)]) \
+        if f.format.color_family == vs.RGB else np.asarray(f[0], np.float64)
+
+
+def psnr(a, b, peak=255.0):
+    return 10 * np.log10(peak**2 / max(np.mean((a - b) ** 2), 1e-12))
+
+
+# ------------------------------------------------------------------ geometry and colour
+def test_identity_restorer_is_invisible_at_source_size_and_after_upscaling(carphone, tmp_path):
+    clip, scan = carphone
+    model = tiny_restorer(tmp_path / "id.onnx", "identity")
+    rgb = to_rgb24(clip, "test")
+    out = face_enhance(rgb, scan, model=model, strength=1.0)
+    assert out.format.name == "RGB24" and out.num_frames == 12
+    assert psnr(planes(out, 6), planes(rgb, 6)) > 38
+    up = core.resize.Spline36(rgb, 352 * 2, 288 * 2)  # 4x the 176x144 source
+    out_up = face_enhance(up, scan, model=model, strength=1.0)
+    assert psnr(planes(out_up, 6), planes(up, 6)) > 38
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_restored_face_lands_on_the_tracked_face(carphone, tmp_path, scale):
+    clip, scan = carphone
+    model = tiny_restorer(tmp_path / "white.onnx", "white")
+    src = core.resize.Spline36(clip, clip.width * scale, clip.height * scale)
+    out = face_enhance(src, scan, model=model, strength=1.0, fade=0)
+    changed = np.abs(planes(out, 6) - planes(src, 6)) > 8
+    ys, xs = np.nonzero(changed)
+    x0, y0, x1, y1 = scan.tracks[0].boxes[6]
+    cx, cy, side = (x0 + x1) / 2 * scale, (y0 + y1) / 2 * scale, (x1 - x0) * scale
+    # the whole face is restored; the FFHQ crop is centred on it sideways and reaches up
+    # to the hair (its centre is above the face's)
+    inside = changed[int(y0 * scale):int(y1 * scale), int(x0 * scale):int(x1 * scale)]
+    assert inside.mean() > 0.97
+    assert abs(xs.mean() - cx) < 0.15 * side and cy - 0.5 * side < ys.mean() < cy
+    assert xs.min() > cx - 1.6 * side and xs.max() < cx + 1.6 * side
+    # the parts of the frame far from the face are untouched
+    assert not changed[:, : max(1, int(cx - 1.6 * side))].any()
+
+
+def test_strength_min_face_and_fade(carphone, tmp_path):
+    clip, scan = carphone
+    model = tiny_restorer(tmp_path / "white.onnx", "white")
+
+    def change(node, n):
+        return np.abs(planes(node, n) - planes(clip, n)).mean()
+
+    full = face_enhance(clip, scan, model=model, strength=1.0, fade=0)
+    half = face_enhance(clip, scan, model=model, strength=0.5, fade=0)
+    assert change(half, 6) == pytest.approx(change(full, 6) / 2, rel=0.1)
+    side = scan.tracks[0].boxes[:, 2] - scan.tracks[0].boxes[:, 0]
+    skipped = face_enhance(clip, scan, model=model, min_face=float(side.max()) + 10)
+    assert skipped is clip  # nothing to do: the very same clip
+    # a track born inside a shot fades in (one that starts at a cut would appear at once)
+    track = scan.tracks[0]
+    late = replace(scan, tracks=[replace(track, start=1, end=13)], num_frames=13, cuts=[])
+    longer = clip[0] + clip
+    faded = face_enhance(longer, late, model=model, strength=1.0, fade=4)
+    steps = [np.abs(planes(faded, n) - planes(longer, n)).mean() for n in (0, 1, 2, 6)]
+    assert steps[0] == 0 and 0 < steps[1] < steps[2] < steps[3]
+
+
+def test_fidelity_reaches_the_weight_input_and_is_refused_without_one(carphone, tmp_path):
+    clip, scan = carphone
+    rgb = to_rgb24(clip, "test")
+    model = tiny_restorer(tmp_path / "w.onnx", "contrast")
+    one = face_enhance(rgb, scan, model=model, fidelity=1.0, strength=1.0, neutralise=False)
+    low = face_enhance(rgb, scan, model=model, fidelity=0.2, strength=1.0, neutralise=False)
+    assert psnr(planes(one, 6), planes(rgb, 6)) > 38  # w = 1 is the identity here
+    assert psnr(planes(low, 6), planes(rgb, 6)) < 25
+    with pytest.raises(InputError, match="no fidelity input"):
+        face_enhance(rgb, scan, model=tiny_restorer(tmp_path / "i.onnx", "identity"), fidelity=0.5)
+
+
+def test_stage_light_is_neutralised_for_the_restorer_and_put_back(carphone, tmp_path):
+    clip, scan = carphone
+    rgb = frame_rgb(to_rgb24(clip, "test").get_frame(6)).astype(np.float32) / 255
+    red = rgb * np.array([1.0, 0.25, 0.2], np.float32)  # a face under deep red light
+    crop, _ = align(red, scan.tracks[0].landmarks[6], size=512)
+    neutral, gains = neutralise_colour(np.clip(crop, 0, 1), _face_weights(512))
+    w = _face_weights(512)[..., None]
+    mean = (neutral * w).sum((0, 1)) / w.sum()
+    assert np.allclose(mean / mean[0], SKIN_REFERENCE, rtol=0.1)  # what the restorer sees
+    assert gains[1] > 2 and gains[2] > 2
+    # and the red comes back: an identity restorer leaves the red face as it was
+    node = core.std.BlankClip(format=vs.RGBS, width=176, height=144, length=12)
+
+    def put(n, f):
+        g = f.copy()
+        for p in range(3):
+            np.copyto(np.asarray(g[p]), red[..., p])
+        return g
+
+    red_clip = core.std.ModifyFrame(node, node, put)
+    out = face_enhance(red_clip, scan, model=tiny_restorer(tmp_path / "id.onnx", "identity"),
+                       strength=1.0)
+    got = planes(out, 6)
+    assert np.abs(got - red).max() < 0.02
+
+
+# ------------------------------------------------------------------ models the user brings
+def test_no_face_model_installed_says_what_to_bring(private_models, carphone):
+    with pytest.raises(ModelMissingError, match=r"GFPGANv1\.4\.pth.*models add"):
+        installed_face_model()
+    with pytest.raises(ModelMissingError, match="models add GFPGANv1.4.pth --as gfpgan-1.4"):
+        face_enhance(carphone[0], carphone[1], model="gfpgan-1.4")
+
+
+def test_onnx_restorer_is_added_checked_recorded_and_tamper_refused(private_models, tmp_path):
+    model = tiny_restorer(tmp_path / "gfpgan_1.4.onnx", "identity")
+    report = add_model(model, "gfpgan-1.4")
+    assert report.status == "installed"
+    assert installed_face_model() == "gfpgan-1.4"
+    path = resolve_model("gfpgan-1.4").path
+    with pytest.raises(ModelError, match="256, 256"):  # GPEN-256 needs a 256 crop
+        add_model(model, "gpen-bfr-256")
+    assert not (private_models / "gpen-bfr-256.onnx").exists()
+    with pytest.raises(ModelError, match="registry package"):
+        add_model(model, "realesrgan-x4plus")
+    with path.open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ChecksumError, match="models add"):
+        resolve_model("gfpgan-1.4")
+
+
+def test_hostile_checkpoints_are_refused(private_models, tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+
+    evil = tmp_path / "GFPGANv1.4.pth"
+    evil.write_bytes(pickle.dumps({"params_ema": Payload()}))
+    with pytest.raises(ModelError, match="weights_only"):
+        add_model(evil, "gfpgan-1.4")
+    assert not Path("pwned").exists() and not (private_models / "gfpgan-1.4.onnx").exists()
+    junk = tmp_path / "codeformer.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="cannot read"):
+        add_model(junk, "codeformer")
+
+
+def test_script_uses_the_face_path_when_a_face_model_is_installed(private_models, tmp_path,
+                                                                  sample_clip):
+    src = str(sample_clip("carphone"))
+    vpy = tmp_path / "car's $(x).vpy"
+    args = ["script", src, "-o", str(vpy), "--no-analysis", "--model", "realesr-animevideov3-x2",
+            "--trim", "50:74", "--no-progress"]
+    without = CliRunner().invoke(app, args)
+    assert without.exit_code == 0, without.output
+    assert "no face-restoration model is installed" in without.output
+    assert "clip = vsr.face_enhance(" not in vpy.read_text()
+    add_model(tiny_restorer(tmp_path / "gfpgan_1.4.onnx", "white"), "gfpgan-1.4")
+    found = CliRunner().invoke(app, args)
+    assert found.exit_code == 0, found.output
+    text = vpy.read_text()
+    sidecar = vpy.with_suffix(".faces.json")
+    assert "clip = vsr.face_enhance(" in text and repr(str(sidecar.resolve())) in text
+    assert "1 track(s)" in found.output and json.loads(sidecar.read_text())["tracks"]
+    # the script runs: faces restored (here: painted white) in the 2x upscaled frames
+    from vsremaster.encode.tools import vspipe_exe
+
+    def luma(script: Path) -> np.ndarray:
+        y4m = subprocess.run([vspipe_exe(), "-c", "y4m", "-s", "10", "-e", "10", str(script),
+                              "-"], capture_output=True, timeout=300)
+        assert y4m.returncode == 0, y4m.stderr.decode()
+        assert b"W352 H288" in y4m.stdout[:100]
+        body = y4m.stdout[y4m.stdout.index(b"FRAME") + 6:]
+        return np.frombuffer(body[: 352 * 288 * 2], np.uint16).reshape(288, 352)  # 10-bit
+
+    with_faces = luma(vpy)
+    off = CliRunner().invoke(app, [*args, "--faces", "off"])
+    assert off.exit_code == 0 and "clip = vsr.face_enhance(" not in vpy.read_text()
+    plain = luma(vpy)
+    box = json.loads(sidecar.read_text())["tracks"][0]["boxes"][10]
+    x0, y0, x1, y1 = (int(v * 2) for v in box)
+    assert with_faces[y0:y1, x0:x1].mean() > plain[y0:y1, x0:x1].mean() + 100
+
+
+def random_checkpoint(arch: str, path: Path) -> Path:
+    """A checkpoint with the official layout and hyper-parameters, random weights."""
+    import torch
+
+    torch.manual_seed(0)
+    if arch == "GFPGAN":
+        from spandrel.architectures.GFPGAN import GFPGAN
+
+        net = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2,
+                     decoder_load_path=None, fix_decoder=False, num_mlp=8,
+                     input_is_latent=True, different_w=True, narrow=1, sft_half=True)
+        torch.save({"params_ema": net.state_dict()}, path)
+    else:
+        from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+        net = CodeFormer(dim_embd=512, n_head=8, n_layers=9, codebook_size=1024,
+                         latent_size=256, connect_list=["32", "64", "128", "256"])
+        torch.save({"params_ema": net.state_dict()}, path)
+    return path
+
+
+@pytest.mark.slow
+def test_checkpoints_convert_and_restore_real_footage(private_models, tmp_path, carphone):
+    clip, scan = carphone
+    gfpgan = random_checkpoint("GFPGAN", tmp_path / "GFPGANv1.4.pth")
+    with pytest.raises(ModelError, match="is a GFPGAN network, not CodeFormer"):
+        add_model(gfpgan, "codeformer")
+    result = CliRunner().invoke(app, ["models", "add", str(gfpgan), "--as", "gfpgan-1.4"])
+    assert result.exit_code == 0, result.output
+    report = add_model(random_checkpoint("CodeFormer", tmp_path / "codeformer.pth"), "codeformer")
+    assert report.max_abs_error is not None and report.max_abs_error <= 1e-3
+    record = json.loads((private_models / "gfpgan-1.4.json").read_text())
+    assert record["verification"]["architecture"] == "GFPGAN"
+    assert record["verification"]["max_abs_error"] <= 1e-3
+    assert len(record["source"]["user"]["sha256"]) == 64
+    listed = json.loads(CliRunner().invoke(app, ["models", "list", "--json"]).stdout)
+    assert {r["id"] for r in listed if r["installed"]} >= {"gfpgan-1.4", "codeformer"}
+    # the real GFPGAN graph restores the tracked face of real footage, and only there
+    out = face_enhance(clip, scan, model="gfpgan-1.4")
+    f = out.get_frame(6)
+    assert f.props["VSRFaces"] == 1 and f.props["VSRFaceSeconds"] > 0
+    diff = np.abs(np.asarray(f[0], np.float64) - planes(clip, 6))
+    x0, y0, x1, y1 = scan.tracks[0].boxes[6]
+    assert diff[int(y0):int(y1), int(x0):int(x1)].mean() > 5  # random weights: a changed face
+    white = face_enhance(clip, scan, model=tiny_restorer(tmp_path / "w.onnx", "white"), fade=0)
+    ys, xs = np.nonzero(np.abs(planes(white, 6) - planes(clip, 6)))
+    outside = np.ones_like(diff, bool)
+    outside[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = False
+    assert diff[outside].max() == 0  # same paste geometry: nothing outside the face's crop
+    # CodeFormer's fidelity input is live in the export
+    cf = face_enhance(clip, scan, model="codeformer", fidelity=0.0)
+    cf1 = face_enhance(clip, scan, model="codeformer", fidelity=1.0)
+    assert np.abs(planes(cf, 6) - planes(cf1, 6)).mean() > 0.5
