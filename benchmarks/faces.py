@@ -22,7 +22,9 @@ sqrt(w h)) of the truth, the per-frame detections and the tracks, mean IoU of th
 the per-frame detections and with the truth, tracks crossing a scene cut, detector gaps of
 <= 5 frames and how many the tracks bridged; then the cost of the face pass on faceless 720×480
 footage against a 720×480 → 4× upscale chain (Real-ESRGAN animevideo v3 x4, the fastest 4×
-model; the x4plus chain is 20-30× slower still).
+model; the x4plus chain is 20-30× slower still); then the cost per face of ``face_enhance``
+with GFPGAN 1.4 and CodeFormer graphs (random weights, see :func:`restore_cost`) at the
+source size and pasted into a 4× frame.
 
     python benchmarks/faces.py --record
 """
@@ -244,17 +246,59 @@ def cost_vs_chain(frames: int, args_score: float) -> dict:
     return out
 
 
+def restore_cost(clip: vs.VideoNode, detector: FaceDetector, frames: int) -> list[dict]:
+    """Cost per face of face_enhance with GFPGAN 1.4 and CodeFormer graphs (official
+    architecture and hyper-parameters, random weights: the official weights cannot ship, the
+    compute is the same), converted by our converter into a temporary model cache."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from vsremaster.faces import face_enhance
+    from vsremaster.models.user import add_model, random_checkpoint
+
+    scan = scan_faces(clip, detector)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["VSREMASTER_MODELS"] = tmp
+        try:
+            for model_id, arch in (("gfpgan-1.4", "GFPGAN"), ("codeformer", "CodeFormer")):
+                start = time.perf_counter()
+                add_model(random_checkpoint(arch, Path(tmp) / f"{arch}.pth"), model_id)
+                convert = time.perf_counter() - start
+                for scale in (1, 4):
+                    src = clip if scale == 1 else core.resize.Spline36(
+                        clip, clip.width * scale, clip.height * scale)
+                    out = face_enhance(src, scan, model=model_id)
+                    out.get_frame(0)  # session start
+                    faces = seconds = 0.0
+                    start = time.perf_counter()
+                    for n in range(1, frames + 1):
+                        f = out.get_frame(n)
+                        faces += f.props.get("VSRFaces", 0)
+                        seconds += f.props.get("VSRFaceSeconds", 0.0)
+                    rows.append({"model": model_id, "frame": f"{src.width}x{src.height}",
+                                 "faces": int(faces), "s_per_face": seconds / max(faces, 1),
+                                 "s_per_frame": (time.perf_counter() - start) / frames,
+                                 "convert_s": convert})
+        finally:
+            del os.environ["VSREMASTER_MODELS"]
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--record", action="store_true", help="append the tables to RESULTS.md")
     ap.add_argument("--cost-frames", type=int, default=30, help="frames for the cost comparison")
     ap.add_argument("--score", type=float, default=FaceDetector.score, help="detector threshold")
+    ap.add_argument("--restore-frames", type=int, default=4, help="frames for the restoration cost")
     args = ap.parse_args()
     rng = np.random.default_rng(2026)
     detector = FaceDetector(score=args.score)
     rows = [evaluate("carphone", core.bs.VideoSource(str(sample_path("carphone"))), None, [], detector)]
     frames, truth, cuts = build_portrait(rng)
-    rows.append(evaluate("portrait (path + cut + occlusion)", _to_clip(frames), truth, cuts, detector))
+    portrait = _to_clip(frames)
+    rows.append(evaluate("portrait (path + cut + occlusion)", portrait, truth, cuts, detector))
     frames, truth, cuts = build_messi(rng)
     rows.append(evaluate("messi (small face, zoom + pan)", _to_clip(frames), truth, cuts, detector))
     head = ("| clip | frames | cuts (found) | detection recall | track recall | jitter truth | "
@@ -281,6 +325,13 @@ def main() -> None:
         f"| detection, whole frame only | {cost['face_s_per_frame_t0']:.4f} | {cost['faces_found_t0']} | "
         f"{100 * cost['face_s_per_frame_t0'] / cost['chain_s_per_frame']:.1f} % |\n"
         f"| chain: Real-ESRGAN animevideo v3 x4 (CPU) | {cost['chain_s_per_frame']:.3f} | | 100 % |\n")
+    restore = restore_cost(portrait[:args.restore_frames + 1], detector, args.restore_frames)
+    table += ("\n| face_enhance on portrait (one 45-90 px face), CPU | frame | faces | s per face | "
+              "s per frame | checkpoint -> ONNX conversion s |\n|---|---|---|---|---|---|\n")
+    for r in restore:
+        table += (f"| {r['model']} (random weights, official architecture) | {r['frame']} | "
+                  f"{r['faces']} | {r['s_per_face']:.2f} | {r['s_per_frame']:.2f} | "
+                  f"{r['convert_s']:.0f} |\n")
     print(table)
     if args.record:
         record("face detection + tracking on real faces (CPU)",

@@ -31,7 +31,7 @@ from vsremaster.faces.align import align
 from vsremaster.faces.restore import SKIN_REFERENCE, _face_weights, neutralise_colour
 from vsremaster.faces.scan import frame_rgb
 from vsremaster.models.store import models_dir, resolve_model
-from vsremaster.models.user import add_model
+from vsremaster.models.user import add_model, random_checkpoint
 from vsremaster.runtime.frames import to_rgb24
 
 core = vs.core
@@ -259,27 +259,6 @@ def test_script_uses_the_face_path_when_a_face_model_is_installed(private_models
     box = json.loads(sidecar.read_text())["tracks"][0]["boxes"][10]
     x0, y0, x1, y1 = (int(v * 2) for v in box)
     assert with_faces[y0:y1, x0:x1].mean() > plain[y0:y1, x0:x1].mean() + 100
-
-
-def random_checkpoint(arch: str, path: Path) -> Path:
-    """A checkpoint with the official layout and hyper-parameters, random weights."""
-    import torch
-
-    torch.manual_seed(0)
-    if arch == "GFPGAN":
-        from spandrel.architectures.GFPGAN import GFPGAN
-
-        net = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2,
-                     decoder_load_path=None, fix_decoder=False, num_mlp=8,
-                     input_is_latent=True, different_w=True, narrow=1, sft_half=True)
-        torch.save({"params_ema": net.state_dict()}, path)
-    else:
-        from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
-
-        net = CodeFormer(dim_embd=512, n_head=8, n_layers=9, codebook_size=1024,
-                         latent_size=256, connect_list=["32", "64", "128", "256"])
-        torch.save({"params_ema": net.state_dict()}, path)
-    return path
 
 
 @pytest.mark.slow

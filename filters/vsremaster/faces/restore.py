@@ -161,7 +161,7 @@ def _frame_index(scan: FaceScan, width: int, height: int, *, min_face: float,
                  fade: int) -> dict[int, list[tuple[np.ndarray, float]]]:
     """frame -> [(landmarks in clip pixels, blend weight)] for the faces to restore."""
     sx, sy = width / scan.width, height / scan.height
-    bounds = sorted({0, scan.num_frames, *scan.cuts})
+    bounds = {0, scan.num_frames, *scan.cuts}
     index: dict[int, list[tuple[np.ndarray, float]]] = {}
     for t in scan.tracks:
         if t.landmarks is None:
@@ -170,9 +170,10 @@ def _frame_index(scan: FaceScan, width: int, height: int, *, min_face: float,
         dies_at_cut = t.end in bounds
         sizes = np.sqrt(np.maximum((t.boxes[:, 2] - t.boxes[:, 0]) * (t.boxes[:, 3] - t.boxes[:, 1]), 0))
         for row, n in enumerate(range(t.start, t.end)):
-            if sizes[row] < min_face:
+            if sizes[row] <= min_face:
                 continue
-            ramp = 1.0
+            # a face growing past min_face blends in over the next 25 % of size (no pop)
+            ramp = min(1.0, (sizes[row] - min_face) / (0.25 * min_face)) if min_face else 1.0
             if fade > 0:
                 if not born_at_cut:
                     ramp = min(ramp, (row + 1) / (fade + 1))
@@ -208,8 +209,9 @@ def face_enhance(
         strength: 0-1, share of the restored face in the result (FaceFusion's default 0.8).
         fidelity: CodeFormer's ``w``, 0-1 (default 0.5; higher is more faithful and steadier
             from frame to frame). Only for models with a ``weight`` input.
-        min_face: faces whose box side is smaller than this, in pixels of the scanned clip,
-            are left alone (restorers invent a face from so few pixels).
+        min_face: faces whose box side is at most this, in pixels of the scanned clip, are
+            left alone (restorers invent a face from so few pixels); they blend in fully at
+            1.25 × ``min_face``, so a face growing past the limit does not pop.
         fade: frames over which a face fades in/out where its track starts/ends inside a shot.
         neutralise: bring stage-light colour to the skin reference before restoring and put
             it back after (see :func:`neutralise_colour`).

@@ -36,7 +36,8 @@ from .fetch import ModelReport, _place, _write_record
 from .manifest import ModelSpec, load_manifest
 from .store import onnx_path
 
-__all__ = ["add_model", "check_face_onnx", "convert_checkpoint", "CHECKPOINT_SUFFIXES"]
+__all__ = ["add_model", "check_face_onnx", "convert_checkpoint", "random_checkpoint",
+           "CHECKPOINT_SUFFIXES"]
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 OPSET = 18
@@ -263,3 +264,28 @@ def add_model(src: Path, model_id: str) -> ModelReport:
     })
     return ModelReport(spec.id, "installed", digest, err,
                        spec.tolerance if err is not None else None, time.perf_counter() - start)
+
+
+def random_checkpoint(arch: str, path: Path, *, seed: int = 0) -> Path:
+    """Write a checkpoint with the official layout (``params_ema``) and hyper-parameters of
+    ``arch`` (``"GFPGAN"``: GFPGANv1Clean 512, channel multiplier 2; ``"CodeFormer"``:
+    512-d, 9 layers, 1024 codes) and random weights: the real graph, its real I/O and cost,
+    for tests and benchmarks where the official weights cannot be shipped."""
+    import torch
+
+    torch.manual_seed(seed)
+    if arch == "GFPGAN":
+        from spandrel.architectures.GFPGAN import GFPGAN
+
+        net = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2,
+                     decoder_load_path=None, fix_decoder=False, num_mlp=8,
+                     input_is_latent=True, different_w=True, narrow=1, sft_half=True)
+    elif arch == "CodeFormer":
+        from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+        net = CodeFormer(dim_embd=512, n_head=8, n_layers=9, codebook_size=1024,
+                         latent_size=256, connect_list=["32", "64", "128", "256"])
+    else:
+        raise ValueError(f"no random checkpoint recipe for {arch!r}")
+    torch.save({"params_ema": net.state_dict()}, path)
+    return path
