@@ -221,6 +221,7 @@ def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str,
     try:
         model = installed_face_model() if faces == "auto" else faces
         FaceRestorer(model, backend=backend)  # installed and intact, or a clear error now
+        det = FaceDetector(backend=backend)
     except ModelMissingError as exc:
         if faces != "auto":
             raise
@@ -230,7 +231,6 @@ def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str,
     clip = vs.core.bs.VideoSource(str(info.path))
     if span:
         clip = clip[span[0]:span[1]]
-    det = FaceDetector(backend=backend)
     scan = _with_progress("faces", progress, lambda update: scan_faces(clip, det, progress=update))
     scan.source = {"path": str(info.path), "trim": list(span) if span else None}
     write_sidecar(scan, sidecar)
