@@ -208,13 +208,32 @@ def _run_analysis(source: SourceInfo, out_dir: Path, *, every: int,
     return report
 
 
+def _track_source(info, span, det, sidecar: Path, *, progress: bool, cuts=None,
+                  tracking=None):
+    """The face pass over SOURCE (trimmed to ``span``; ``cuts`` in source frames, None =
+    measured): scan, record the source in the sidecar, write it. Returns the FaceScan."""
+    import vapoursynth as vs
+
+    from .faces.scan import scan_faces, write_sidecar
+
+    clip = vs.core.bs.VideoSource(str(info.path))
+    if span:
+        clip = clip[span[0]:span[1]]
+        if cuts:
+            cuts = [c - span[0] for c in cuts]
+    scan = _with_progress("faces", progress, lambda update: scan_faces(
+        clip, det, cuts=cuts, tracking=tracking, progress=update))
+    scan.source = {"path": str(info.path), "trim": list(span) if span else None}
+    write_sidecar(scan, sidecar)
+    return scan
+
+
 def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str,
                progress: bool) -> tuple[str | None, str]:
     """Track faces when a face model is to be used: ``(model or None, note for the script)``."""
     from .errors import ModelMissingError
     from .faces.detect import FaceDetector
     from .faces.restore import FaceRestorer, installed_face_model
-    from .faces.scan import scan_faces, write_sidecar
 
     if faces == "off":
         return None, "Faces: not restored (--faces off)."
@@ -226,14 +245,7 @@ def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str,
         if faces != "auto":
             raise
         return None, f"Faces: not restored: {exc}"
-    import vapoursynth as vs
-
-    clip = vs.core.bs.VideoSource(str(info.path))
-    if span:
-        clip = clip[span[0]:span[1]]
-    scan = _with_progress("faces", progress, lambda update: scan_faces(clip, det, progress=update))
-    scan.source = {"path": str(info.path), "trim": list(span) if span else None}
-    write_sidecar(scan, sidecar)
+    scan = _track_source(info, span, det, sidecar, progress=progress)
     if not scan.tracks:
         return None, (f"Faces: none found in {scan.num_frames} frames by the face pass "
                       f"({sidecar.name}); no face restoration.")
@@ -509,7 +521,6 @@ def faces_track(
     from .encode.target import read_cuts
     from .faces.detect import FaceDetector
     from . import __version__
-    from .faces.scan import scan_faces, write_sidecar
     from .render import render_template
 
     if normalise not in ("auto", "always", "never"):
@@ -518,19 +529,9 @@ def faces_track(
     span = _parse_trim(trim, info.num_frames)
     output = output or Path(info.path.stem + ".faces.json")
     cuts = None if scenes == "auto" else [] if scenes == "none" else read_cuts(Path(scenes))
-    import vapoursynth as vs
-
-    clip = vs.core.bs.VideoSource(str(info.path))
-    if span:
-        clip = clip[span[0]:span[1]]
-        if cuts:
-            cuts = [c - span[0] for c in cuts]
     det = FaceDetector(detector, score=score, tiles=tiles, normalise=normalise, backend=backend)
-    tracking = {"min_hits": min_hits, "max_gap": max_gap}
-    scan = _with_progress("faces", progress, lambda update: scan_faces(
-        clip, det, cuts=cuts, tracking=tracking, progress=update))
-    scan.source = {"path": str(info.path), "trim": list(span) if span else None}
-    write_sidecar(scan, output)
+    scan = _track_source(info, span, det, output, progress=progress, cuts=cuts,
+                         tracking={"min_hits": min_hits, "max_gap": max_gap})
     st = scan.stats
     err.print(f"faces: {len(scan.tracks)} track(s) in {len(scan.cuts) + 1} scene(s); faces in "
               f"{st['frames_with_faces']}/{st['frames']} frames; detection {st['detect_fps']} fps")

@@ -150,11 +150,25 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, m: np.ndarray, mask: np.ndar
     if scale != 1.0:  # crop -> source pixels -> upscaled pixels (pixel centres kept aligned)
         inv = np.vstack([inv * scale, [0, 0, 1]])[:2]
         inv[:, 2] += 0.5 * (scale - 1)
+    # Only the part of the frame the crop lands on is warped and blended (the mask is 0
+    # outside it): the cost follows the size of the face, not of the frame.
+    s = crop.shape[0]
+    corners = np.array([[0, 0, 1], [s, 0, 1], [0, s, 1], [s, s, 1]], np.float64) @ inv.T
     h, w = frame.shape[:2]
-    back = cv2.warpAffine(crop.astype(np.float32), inv, (w, h), flags=cv2.INTER_CUBIC,
+    x0, y0 = (max(0, int(np.floor(v)) - 2) for v in corners.min(0))
+    x1, y1 = min(w, int(np.ceil(corners[:, 0].max())) + 2), min(h, int(np.ceil(corners[:, 1].max())) + 2)
+    out = frame.astype(np.float32, copy=True)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    roi = inv.copy()
+    roi[:, 2] -= (x0, y0)
+    size = (x1 - x0, y1 - y0)
+    back = cv2.warpAffine(crop.astype(np.float32), roi, size, flags=cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(mask.astype(np.float32), inv, (w, h), flags=cv2.INTER_LINEAR,
+    alpha = cv2.warpAffine(mask.astype(np.float32), roi, size, flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if back.ndim == 3:
         alpha = alpha[..., None]
-    return frame.astype(np.float32) * (1 - alpha) + back * alpha
+    region = out[y0:y1, x0:x1]
+    region += alpha * (back - region)
+    return out

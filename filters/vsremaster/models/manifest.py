@@ -156,10 +156,6 @@ class Manifest(Mapping[str, ModelSpec]):
     def __len__(self) -> int:
         return len(self.models)
 
-    def tasks(self, task: str) -> list[ModelSpec]:
-        """Models of one task, in manifest order."""
-        return [s for s in self.models.values() if s.task == task]
-
     def package(self, spec: ModelSpec) -> PackageSource:
         """The registry package that carries ``spec``'s weights."""
         return self.packages[spec.package]

@@ -3,8 +3,9 @@
 A model is named by its manifest id (``realesrgan-x4plus``) or given as a path to the
 user's own ``.onnx`` file. Manifest models load only if their sha256 matches the manifest
 (user-supplied manifest models, e.g. ``gfpgan-1.4``: the sha256 recorded by
-``vsremaster models add``); user files are taken as they are (they are the user's), and what the runtime needs (scale,
-channels, border) is measured by running the model once on a small probe input.
+``vsremaster models add``); user files are taken as they are (they are the user's), and
+what the runtime needs (scale, channels, border) is measured by running the model once on a
+small probe input.
 """
 
 from __future__ import annotations

@@ -99,16 +99,14 @@ def check_face_onnx(path: Path, spec: ModelSpec) -> dict:
 
 
 def _load_state_dict(path: Path) -> dict:
-    with warnings.catch_warnings():  # torch's import and unpickler chatter is not the user's
-        warnings.simplefilter("ignore")
-        import torch
+    import torch
 
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # the unpickler's protocol chatter is not the user's
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and safetensors errors alike
