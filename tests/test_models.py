@@ -15,7 +15,7 @@ from vsremaster.models.fetch import fetch, verify
 from vsremaster.models.manifest import load_manifest
 from vsremaster.models.store import onnx_path, resolve_model
 from vsremaster.paths import models_dir
-from vsremaster.registry import download_distribution
+from vsremaster.registry import download_distribution, sha256_file
 
 REQUIRED = [
     "realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3-x2",
@@ -33,6 +33,11 @@ def test_manifest_lists_the_zoo_with_checksums_and_licences():
             assert spec.task == "face-restore" and spec.user.file and spec.user.url.startswith("https://")
             assert spec.template in ("ffhq_512", "arcface_128") and spec.face_size in (256, 512)
             assert spec.licence and spec.paper and not spec.package and not spec.onnx_sha256
+            continue
+        if spec.shipped:  # our own models: committed with a model card, checked by sha256
+            path = onnx_path(spec.id)
+            assert path.parent.name == "onnx" and sha256_file(path) == spec.onnx_sha256, spec.id
+            assert path.with_suffix(".md").is_file(), f"{spec.id}: model card missing"
             continue
         converted = not spec.onnx_member  # ncnn sources, converted and checked numerically
         digests = (spec.param_sha256, spec.bin_sha256, spec.onnx_sha256) if converted else (spec.onnx_sha256,)

@@ -93,9 +93,8 @@ def test_generated_script_renders_frames_under_vspipe(tmp_path, sample_clip, mod
     assert y4m.stat().st_size == len(header) + 1 + 3 * (len(b"FRAME\n") + frame_bytes)
 
 
-def test_interlaced_source_is_refused_with_a_clear_message(tmp_path, sample_clip):
+def test_interlaced_source_gets_a_deinterlace_step_first(tmp_path, sample_clip):
     from vsremaster.encode.tools import ffmpeg_exe
-    from vsremaster.errors import InputError
 
     src = tmp_path / "interlaced.mkv"
     subprocess.run(
@@ -105,8 +104,12 @@ def test_interlaced_source_is_refused_with_a_clear_message(tmp_path, sample_clip
     )
     info = probe_source(src)
     assert info.field_based in (1, 2)  # BestSource reads the stream's field flags
-    with pytest.raises(InputError, match=r"interlaced \(.*says [TB]FF\).*[Dd]einterlace"):
-        plan_chain(info)
+    chain = plan_chain(info, preset="fast")
+    assert [s.function for s in chain.steps] == ["deinterlace", "upscale"]
+    assert chain.steps[0].kwargs == {"tff": info.field_based == 2}
+    assert "_FieldBased property says" in chain.steps[0].reason
+    progressive = plan_chain(info, preset="fast", field_order="progressive")
+    assert [s.function for s in progressive.steps] == ["upscale"]
 
 
 def test_corrupt_or_missing_source_is_a_clear_error(tmp_path):

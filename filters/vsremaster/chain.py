@@ -191,21 +191,33 @@ def plan_chain(
         field_order: ``auto`` (measured, else declared), or forced ``progressive``/``tff``/``bff``.
 
     Raises:
-        InputError: unknown preset or field order, or an interlaced/telecined source (this
-            release has no deinterlacer yet; the message says how to proceed).
+        InputError: unknown preset or field order, or a telecined source (no IVTC stage
+            yet; the message says how to proceed). Interlaced sources get a ``deinterlace``
+            step (double-rate bob) before the upscale.
         ModelError: the model is unknown, not installed (the message names the fetch
             command) or altered.
     """
     chosen, why = resolve_preset(preset)
     order, order_why = _field_order(source, report, field_order)
-    if order != "progressive":
+    if order == "telecined":
         raise InputError(
-            f"{source.path.name} is {'telecined' if order == 'telecined' else 'interlaced'} "
-            f"({order_why}); vsremaster has no deinterlace/IVTC stage yet. Deinterlace it "
-            "first (e.g. bwdif or QTGMC), or pass --field-order progressive if it is not "
-            "interlaced."
+            f"{source.path.name} is telecined ({order_why}); vsremaster has no IVTC stage yet. "
+            "Inverse-telecine it first (e.g. vivtc VFM + VDecimate), or pass --field-order "
+            "tff/bff to bob it anyway."
         )
-    notes = [f"Field order: progressive ({order_why})."]
+    steps = []
+    if order in ("tff", "bff"):
+        from .stages.deinterlace import DEFAULT_DEINTERLACE_MODEL
+
+        resolve_model(DEFAULT_DEINTERLACE_MODEL)  # present and intact, or a clear error now
+        kwargs = {"tff": order == "tff"}
+        if backend != "auto":
+            kwargs["backend"] = backend
+        steps.append(Step("deinterlace", f"Deinterlace ({order.upper()}: {order_why}): bob to "
+                          f"double rate ({float(source.fps) * 2:.3f} fps) with vsremaster's "
+                          f"network {DEFAULT_DEINTERLACE_MODEL}, the source's own lines kept.",
+                          kwargs))
+    notes = [f"Field order: {order} ({order_why})."]
     if report is not None:
         for rec in report.get("recommendation", []):
             if not rec["available"]:
@@ -231,7 +243,7 @@ def plan_chain(
                         if r["stage"] == "upscale"), None)
     extra = f" Analysis: {upscale_rec['reason']}." if upscale_rec else ""
     reason = f"Upscale {size} with {what} ({why}).{extra}"
-    return Chain([Step("upscale", reason, kwargs)], notes)
+    return Chain([*steps, Step("upscale", reason, kwargs)], notes)
 
 
 def face_step(model: str, tracks: Path, found: str, *, backend: str = "auto") -> Step:

@@ -277,8 +277,14 @@ def _write_script(
     chain = plan_chain(info, report=report, preset=preset, model=model, width=width,
                        height=height, backend=backend, tile=tile, num_streams=num_streams,
                        field_order=field_order)
-    face_model, face_note = _face_pass(info, span, out.with_suffix(".faces.json"), faces,
-                                       backend=backend, progress=progress)
+    if any(step.function == "deinterlace" for step in chain.steps) and faces != "off":
+        face_model, face_note = None, (
+            "Faces: not restored: the face pass does not run on interlaced sources yet "
+            "(combed frames, and tracks at the frame rate while the bob doubles it); "
+            "`vsremaster faces track` on a deinterlaced encode gives tracks to add by hand.")
+    else:
+        face_model, face_note = _face_pass(info, span, out.with_suffix(".faces.json"), faces,
+                                           backend=backend, progress=progress)
     chain.notes.append(face_note)
     if face_model:
         chain.steps.append(face_step(face_model, out.with_suffix(".faces.json").resolve(),

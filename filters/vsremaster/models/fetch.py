@@ -170,6 +170,18 @@ def _select(model_ids: Iterable[str] | None) -> list[ModelSpec]:
     return [s for s in manifest.values() if s.user is None or onnx_path(s.id).is_file()]
 
 
+def _shipped_report(spec: ModelSpec) -> ModelReport:
+    """Our own models ship with the package: present when the file matches the manifest."""
+    path = onnx_path(spec.id)
+    if not path.is_file():
+        return ModelReport(spec.id, "missing", message=install_hint(spec))
+    digest = sha256_file(path)
+    if digest != spec.onnx_sha256:
+        return ModelReport(spec.id, "failed", digest, message=f"sha256 {digest} != "
+                           f"{spec.onnx_sha256}; {install_hint(spec)}")
+    return ModelReport(spec.id, "present", digest, message="ships with vsremaster")
+
+
 def fetch(
     model_ids: Iterable[str] | None = None,
     *,
@@ -187,7 +199,9 @@ def fetch(
     reports = []
     for spec in _select(model_ids):
         path = onnx_path(spec.id)
-        if spec.user is not None:
+        if spec.shipped:
+            report = _shipped_report(spec)
+        elif spec.user is not None:
             report = (ModelReport(spec.id, "present", message="user-supplied")
                       if path.is_file() else
                       ModelReport(spec.id, "missing", message="user-supplied; " + install_hint(spec)))
@@ -227,7 +241,7 @@ def verify(
                 want = expected_sha256(spec)
                 if digest != want:
                     raise ChecksumError(f"sha256 {digest} != {want or '(no record)'}")
-                if spec.onnx_member or spec.user:  # the checksum is the check
+                if spec.onnx_member or spec.user or spec.shipped:  # the checksum is the check
                     report = ModelReport(spec.id, "verified", digest,
                                          seconds=time.perf_counter() - start)
                 else:

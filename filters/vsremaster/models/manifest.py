@@ -101,6 +101,9 @@ class ModelSpec:
             the sha256 is recorded when the file is added).
         template, face_size: face restorers: the alignment template
             (:data:`vsremaster.faces.align.TEMPLATES`) and crop side in pixels.
+        shipped: for vsremaster's own trained models, the ONNX file name in the ``onnx/``
+            folder that ships with the package (then ``package`` is empty and
+            ``onnx_sha256`` is the committed file's; its model card and recipe sit beside it).
     """
 
     id: str
@@ -130,6 +133,7 @@ class ModelSpec:
     user: UserSource | None = None
     template: str = ""
     face_size: int = 0
+    shipped: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +187,8 @@ def _parse(path: Path) -> Manifest:
     for m in data.get("models", []):
         try:
             user = m.get("user")
-            source = {} if user else m["source"]
+            shipped = m.get("shipped", "")
+            source = {} if user or shipped else m["source"]
             spec = ModelSpec(
                 id=m["id"],
                 task=m["task"],
@@ -212,8 +217,9 @@ def _parse(path: Path) -> Manifest:
                 user=UserSource(user["file"], user["url"], user.get("arch", "")) if user else None,
                 template=m.get("template", ""),
                 face_size=int(m.get("face_size", 0)),
+                shipped=shipped,
             )
-            if user is None and not spec.onnx_member and not (spec.param and spec.bin):
+            if user is None and not shipped and not spec.onnx_member and not (spec.param and spec.bin):
                 raise KeyError("source needs either 'onnx' or 'param' and 'bin'")
             if user is None and not spec.onnx_sha256:
                 raise KeyError("onnx_sha256")
@@ -221,7 +227,7 @@ def _parse(path: Path) -> Manifest:
                 raise KeyError("face restorers need 'template' and 'face_size'")
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"malformed entry {m.get('id', '?')!r} in {path}: {exc!r}") from exc
-        if user is None and spec.package not in packages:
+        if user is None and not shipped and spec.package not in packages:
             raise ModelError(f"model {spec.id!r} names unknown package {spec.package!r} in {path}")
         if spec.id in models:
             raise ModelError(f"model id {spec.id!r} appears twice in {path}")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ChecksumError, ModelError, ModelMissingError
+from .._resources import resource_dir
 from ..paths import models_dir
 from ..registry import sha256_file
 from .manifest import ModelSpec, load_manifest
@@ -30,6 +31,9 @@ FETCH_HINT = "vsremaster models fetch"
 
 def install_hint(spec: ModelSpec, *, force: bool = False) -> str:
     """The command that installs ``spec`` (what a user reads in an error)."""
+    if spec.shipped:
+        return (f"reinstall vsremaster: {spec.shipped} ships with it (onnx/ in the source); "
+                f"python -m vsremaster.training rebuilds it from its recipe")
     if spec.user is not None:
         return (f"bring {spec.user.file} (its authors publish it at {spec.user.url}) and run: "
                 f"vsremaster models add {spec.user.file} --as {spec.id}")
@@ -53,7 +57,11 @@ class LoadedModel:
 
 
 def onnx_path(model_id: str) -> Path:
-    """Cache location of the converted ONNX for manifest model ``model_id``."""
+    """Location of the ONNX of manifest model ``model_id``: the package's ``onnx/`` folder
+    for our own (shipped) models, else the model cache."""
+    spec = load_manifest().models.get(model_id)
+    if spec is not None and spec.shipped:
+        return resource_dir("onnx") / spec.shipped
     return models_dir() / f"{model_id}.onnx"
 
 

@@ -1,0 +1,59 @@
+"""The training package the stage recipes share: windows of real footage, the field split
+the deinterlacer learns from, a resumable loop and a checked ONNX export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import vapoursynth as vs
+
+torch = pytest.importorskip("torch")
+
+from vsremaster.training import deinterlace as recipe  # noqa: E402
+from vsremaster.training.data import WindowSampler  # noqa: E402
+from vsremaster.training.export import export_onnx  # noqa: E402
+from vsremaster.training.loop import TrainConfig, load_weights, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def footage(sample_clip):
+    clip = vs.core.bs.VideoSource(str(sample_clip("cup")))[:40]
+    frames = np.stack([np.asarray(f[0]).copy() for f in clip.frames()])
+    return {"clip/cup": frames, "photo/cup": frames[20:21]}
+
+
+def test_windows_are_real_frames_in_range_with_motion(footage):
+    sampler = WindowSampler(footage, size=(64, 96), seed=1)
+    x = sampler(8)
+    assert x.shape == (8, 5, 64, 96) and x.dtype == torch.float32
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    moving = (x[:, 1:] - x[:, :-1]).abs().mean((1, 2, 3))
+    assert (moving > 1e-3).sum() >= 4  # most windows move (a few photo windows are static)
+    again = WindowSampler(footage, size=(64, 96), seed=1)(8)
+    assert torch.equal(x, again)  # the seed reproduces the data
+
+
+def test_fields_follow_the_msu_split():
+    frames = torch.arange(5 * 4 * 3, dtype=torch.float32).reshape(1, 5, 4, 3)
+    fields, target = recipe.split_window(frames)
+    assert torch.equal(fields[0, 1], frames[0, 1, 1::2])  # t-1: the other parity
+    assert torch.equal(fields[0, 2], frames[0, 2, 0::2])  # t: the current (even) rows
+    assert torch.equal(target[0, 0], frames[0, 2, 1::2])  # the missing rows of frame t
+
+
+def test_loop_resumes_and_export_matches_pytorch(footage, tmp_path):
+    sampler = WindowSampler(footage, size=(32, 48), seed=0)
+    small = {**recipe.RECIPE, "widths": (8, 8, 8), "blocks": (1, 1, 1)}
+    cfg = TrainConfig(steps=4, batch=2, warmup=1, log_every=2, save_every=2)
+    ckpt = tmp_path / "ck.pt"
+    lines = []
+    assert train(recipe.build(small), sampler, recipe.loss, cfg, ckpt, seconds=0.0,
+                 log=lines.append) == 0
+    assert train(recipe.build(small), sampler, recipe.loss, cfg, ckpt, log=lines.append) == 4
+    assert any("resumed" in line for line in lines) and any("ETA" in line for line in lines)
+    model = recipe.build(small)
+    assert load_weights(model, ckpt) == 4
+    result = export_onnx(model, torch.rand(1, 5, 16, 24), tmp_path / "m.onnx",
+                         input_name="fields", output_name="missing",
+                         dynamic={0: "n", 2: "h", 3: "w"})
+    assert result["max_abs_error"] < 1e-4 and len(result["sha256"]) == 64
