@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import vapoursynth as vs
@@ -99,7 +100,8 @@ def test_script_uses_the_analysis_and_can_be_overridden(tmp_path, sample_clip, m
     text = script.read_text()
     assert "# Field order: tff (analysis:" in text
     assert "clip = vsr.deinterlace(\n    clip,\n    tff=True,\n)" in text
-    info = subprocess.run(["vspipe", "--info", str(script)], capture_output=True, text=True,
+    vspipe = Path(sys.executable).with_name("vspipe")
+    info = subprocess.run([str(vspipe), "--info", str(script)], capture_output=True, text=True,
                           timeout=300)
     assert info.returncode == 0, info.stderr
     assert "Frames: 100" in info.stdout  # 50 interlaced frames bobbed to double rate

@@ -75,6 +75,7 @@ def models_list(
             "id": s.id, "task": s.task, "scale": s.scale, "installed": is_installed(s.id),
             "arch": s.arch, "licence": s.licence,
             "source": (f"user-supplied: {s.user.file}" if s.user
+                       else f"vsremaster (trained here): onnx/{s.shipped}" if s.shipped
                        else f"{s.package}=={manifest.packages[s.package].version}"),
             "description": s.description,
         }
