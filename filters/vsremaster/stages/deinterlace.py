@@ -80,7 +80,8 @@ def _neighbours(
 
 
 def _load(model: str | Path) -> Path:
-    """The ONNX file of ``model`` (manifest id or path), its I/O checked."""
+    """The ONNX file of ``model``: a manifest id (a deinterlace model, sha256-checked) or a
+    path (its I/O is the caller's promise; a mismatch fails at the first frame)."""
     if is_model_file(model):
         path = Path(model).expanduser().resolve()
         if not path.is_file():

@@ -7,7 +7,7 @@ five fields, ``t-2 … t+2``, in one orientation: the current field holds the **
 flipped frame). Then fields ``t±1`` (the other parity) sit exactly on the missing rows, one
 field period earlier and later, and fields ``t±2`` sit on the current rows.
 
-**Network** (:class:`DeinterlaceNet`). A three-level U-Net at field resolution
+**Network** (``DeinterlaceNet``, made by :func:`build`). A three-level U-Net at field resolution
 (``h = H/2`` rows): input the five fields plus a spatial estimate (the average of the lines
 above and below each missing line); output that estimate plus a learned correction, so an
 untrained network starts as a line-averaging bob. Residual blocks (He et al., 2016), strided
@@ -24,7 +24,7 @@ export to ONNX with a numerical check against PyTorch, write the model card.
 
 from __future__ import annotations
 
-__all__ = ["DeinterlaceNet", "split_window", "RECIPE"]
+__all__ = ["FIELDS", "RECIPE", "build", "export", "loss", "split_window"]
 
 FIELDS = 5
 """Fields the network sees: ``t-2 … t+2``."""
@@ -111,14 +111,9 @@ def _net():
     return DeinterlaceNet
 
 
-def __getattr__(name: str):
-    if name == "DeinterlaceNet":
-        return _net()
-    raise AttributeError(name)
-
-
 def build(recipe: dict = RECIPE):
-    """A fresh :class:`DeinterlaceNet` with the recipe's widths and blocks."""
+    """A fresh ``DeinterlaceNet`` (a ``torch.nn.Module``) with the recipe's widths and
+    blocks."""
     return _net()(recipe["widths"], recipe["blocks"])
 
 
