@@ -115,19 +115,19 @@ def write_y4m(frames: list[list[np.ndarray]], path: Path, fps: tuple[int, int]) 
                 fh.write(np.ascontiguousarray(plane).tobytes())
 
 
-def score(name: str, out, truth, tmp: Path) -> dict[str, float]:
+def score(name: str, out, want: list[list[np.ndarray]], rate: tuple[int, int],
+          tmp: Path) -> dict[str, float]:
+    """Scores of ``out`` against the truth's frames ``want`` (rendered once per clip, and
+    written to ``tmp/truth.y4m`` by :func:`truth`); ``rate``: fps as (num, den)."""
     from vsremaster.encode.vmaf import vmaf_scores
 
     got, fps = render(out)
-    want, _ = render(truth)
     n = min(len(got), len(want))
     idx = range(SKIP, n - SKIP)
     psnr = [10 * np.log10(255**2 / max(np.mean((got[i][0].astype(np.float64)
                                                  - want[i][0]) ** 2), 1e-10)) for i in idx]
     ssims = [ssim(got[i][0], want[i][0]) for i in idx]
-    rate = (truth.fps.numerator, truth.fps.denominator)
     write_y4m(got[SKIP:n - SKIP], tmp / f"{name}.y4m", rate)
-    write_y4m(want[SKIP:n - SKIP], tmp / "truth.y4m", rate)
     vmaf = vmaf_scores(tmp / f"{name}.y4m", tmp / "truth.y4m", pix_fmt="yuv420p", log_dir=tmp)
 
     def motion(frames):
@@ -137,6 +137,14 @@ def score(name: str, out, truth, tmp: Path) -> dict[str, float]:
     return {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssims)),
             "vmaf": float(np.mean(vmaf)), "flicker": motion(got) / motion(want), "fps": fps,
             "frames": got, "truth": want}
+
+
+def truth(clip, tmp: Path) -> list[list[np.ndarray]]:
+    """The progressive frames, rendered once; scored frames written to ``tmp/truth.y4m``."""
+    want, _ = render(clip)
+    rate = (clip.fps.numerator, clip.fps.denominator)
+    write_y4m(want[SKIP:len(want) - SKIP], tmp / "truth.y4m", rate)
+    return want
 
 
 def crops(results: dict[str, dict], clip: str, path: Path) -> None:
@@ -186,8 +194,10 @@ def main() -> int:
             src = core.bs.VideoSource(str(sample_path(clip_name)))[: args.frames]
             src = core.std.SetFieldBased(src, 0)
             il = interlace(src, tff=True)
+            want = truth(src, tmp)
+            rate = (src.fps.numerator, src.fps.denominator)
             for name, fn in todo.items():
-                res = score(name, fn(il), src, tmp)
+                res = score(name, fn(il), want, rate, tmp)
                 totals[name].append(res)
                 rows.append(f"| {clip_name} | {name} | {res['psnr']:.2f} | {res['ssim']:.4f} | "
                             f"{res['vmaf']:.2f} | {res['flicker']:.3f} |")

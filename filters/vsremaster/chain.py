@@ -58,9 +58,9 @@ def resolve_preset(name: str) -> tuple[Preset, str]:
         InputError: unknown preset name.
     """
     if name == AUTO_PRESET:
-        from .runtime.session import Backend, available_backends
+        from .runtime.session import available_backends
 
-        gpu = available_backends()[0] in (Backend.TENSORRT, Backend.CUDA)
+        gpu = available_backends()[0].gpu
         chosen = PRESETS["quality" if gpu else "fast"]
         why = "a GPU backend is available" if gpu else "no GPU backend; --preset quality is sharper"
         return chosen, f"preset auto -> {chosen.name}: {why}"

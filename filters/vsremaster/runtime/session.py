@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import log
-from ..errors import BackendError
+from ..errors import BackendError, InputError
 from ..paths import cache_root
 
 __all__ = [
     "Backend", "SessionConfig", "SessionPool", "get_pool", "available_backends", "check_backend",
+    "stream_count",
 ]
 
 
@@ -47,6 +48,11 @@ class Backend(StrEnum):
     TENSORRT = "tensorrt"
     CUDA = "cuda"
     CPU = "cpu"
+
+    @property
+    def gpu(self) -> bool:
+        """Whether this backend runs on a GPU (CUDA or TensorRT)."""
+        return self in (Backend.CUDA, Backend.TENSORRT)
 
 
 _PROVIDERS = {
@@ -82,6 +88,20 @@ def check_backend(backend: str | Backend) -> Backend:
             "install 'vsremaster[gpu]' for cuda/tensorrt, or use backend='auto'"
         )
     return backend
+
+
+def stream_count(backend: Backend, num_streams: int | None, func: str) -> tuple[int, Backend]:
+    """``(sessions, backend)`` for a stage: ``num_streams``, else 1 on the CPU and 2 on a GPU
+    (frames in flight), and the backend ``AUTO`` resolves to.
+
+    Raises:
+        InputError: ``num_streams < 1`` (the message names ``func``).
+    """
+    effective = available_backends()[0] if backend is Backend.AUTO else backend
+    streams = num_streams or (2 if effective.gpu else 1)
+    if streams < 1:
+        raise InputError(f"{func}: num_streams must be >= 1, got {streams}")
+    return streams, effective
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,8 @@ from .. import log
 from ..errors import InputError, ModelError
 from ..models.store import is_model_file, resolve_model
 from ..runtime.frames import check_clip
-from ..runtime.session import (
-    Backend,
-    SessionConfig,
-    available_backends,
-    check_backend,
-    get_pool,
-)
+from ..runtime.session import Backend, SessionConfig, check_backend, get_pool, stream_count
+from ..runtime.tiling import plan_tiles, run_tiled
 
 __all__ = ["deinterlace", "DEFAULT_DEINTERLACE_MODEL", "field_order"]
 
@@ -26,6 +21,7 @@ core = vs.core
 DEFAULT_DEINTERLACE_MODEL = "vsr-deinterlace-v1"
 _OFFSETS = (-2, -1, 1, 2)  # neighbouring fields the model sees besides the current one
 _ANALYSE_FRAMES = 300  # frames measured when nothing else says the field order
+_MULTIPLE = 4  # the network down-samples twice
 
 
 def field_order(clip: vs.VideoNode, tff: bool | None = None) -> bool | None:
@@ -116,15 +112,6 @@ def _model_input(planes: dict[int, np.ndarray], ok: dict[int, bool]) -> np.ndarr
     return np.stack(stack)
 
 
-def _pad4(x: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Edge-pad the last two axes to multiples of 4 (the network's two down-samplings)."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % 4, -w % 4
-    if ph or pw:
-        x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="edge")
-    return x, h, w
-
-
 def deinterlace(
     clip: vs.VideoNode,
     tff: bool | None = None,
@@ -187,8 +174,7 @@ def deinterlace(
         return clip
     path = _load(model)
     backend = check_backend(backend)
-    effective = available_backends()[0] if backend is Backend.AUTO else backend
-    streams = num_streams or (2 if effective in (Backend.CUDA, Backend.TENSORRT) else 1)
+    streams, _ = stream_count(backend, num_streams, "deinterlace")
     pool = get_pool(SessionConfig(model=path, backend=backend, num_streams=streams))
 
     src = core.std.SetFieldBased(clip, 2 if order else 1)
@@ -206,6 +192,9 @@ def deinterlace(
         shifted = {d: core.std.SelectEvery(c, 2, 0) for d, c in shifted.items()}
         frames = core.std.AssumeFPS(frames, src=clip)
     order_keys = (0, *_OFFSETS)
+    plans = [plan_tiles(fields.width >> (p and fmt.subsampling_w),
+                        fields.height >> (p and fmt.subsampling_h), tile=None, overlap=0,
+                        multiple=_MULTIPLE) for p in range(fmt.num_planes)]
     integer = fmt.sample_type == vs.INTEGER
     peak = (1 << fmt.bits_per_sample) - 1 if integer else 1.0
     # model samples are 0-1; float YUV chroma is centred on 0, so it is shifted by 0.5
@@ -223,8 +212,8 @@ def deinterlace(
             for i, d in enumerate(order_keys):
                 a = np.asarray(f[1 + i][p], dtype=np.float32) * (1 / peak) + offset[p]
                 planes[d] = a if top else a[::-1]
-            x, h, w = _pad4(_model_input(planes, ok))
-            y = pool.run(np.ascontiguousarray(x[None]))[0, 0, :h, :w]
+            # one whole-field tile: mirror-padded to the network's multiple of 4, cropped back
+            y = run_tiled(_model_input(planes, ok)[None], pool.run, plans[p], scale=1)[0, 0]
             if not top:
                 y = y[::-1]
             out = np.asarray(dst[p])
@@ -234,9 +223,7 @@ def deinterlace(
                 missing = np.clip(np.rint(missing), 0, peak)
             out[(0 if top else 1)::2] = cur
             out[(1 if top else 0)::2] = missing
-        props = dst.props
-        props.clear()
-        props.update(f[0].props)  # the canvas: source props, durations of the output rate
+        props = dst.props  # the canvas's: source props, durations of the output rate
         props["_FieldBased"] = 0
         if "_Field" in props:
             del props["_Field"]

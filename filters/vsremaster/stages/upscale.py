@@ -12,13 +12,7 @@ from ..models.store import resolve_model
 from ..runtime.filter import model_filter
 from ..runtime.frames import from_model, to_model
 from ..runtime.memory import session_budget
-from ..runtime.session import (
-    Backend,
-    SessionConfig,
-    available_backends,
-    check_backend,
-    get_pool,
-)
+from ..runtime.session import Backend, SessionConfig, check_backend, get_pool, stream_count
 from ..runtime.tiling import auto_tile, plan_tiles
 
 __all__ = ["upscale", "DEFAULT_UPSCALE_MODEL"]
@@ -104,11 +98,8 @@ def upscale(
     out_w, out_h = _target_size(clip, spec.scale, width, height)
 
     backend = check_backend(backend)
-    effective = available_backends()[0] if backend is Backend.AUTO else backend
-    gpu = effective in (Backend.CUDA, Backend.TENSORRT)
-    streams = num_streams or (2 if gpu else 1)
-    if streams < 1:
-        raise InputError(f"upscale: num_streams must be >= 1, got {streams}")
+    streams, effective = stream_count(backend, num_streams, "upscale")
+    gpu = effective.gpu
     config = SessionConfig(
         model=loaded.path, backend=backend, num_streams=streams,
         fp16=spec.fp16 and gpu if fp16 is None else fp16,

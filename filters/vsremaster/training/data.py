@@ -209,8 +209,8 @@ class WindowSampler:
                 batch[i] = batch[i] * (1 - dim) + sprite * add
         return F.relu(batch).clamp(max=1.0)
 
-    def _motion(self, t):
-        """Affine camera path: (T, 2, 3) matrices in normalised coordinates, in pixels."""
+    def _motion(self):
+        """A random camera path: velocity (px/frame, x and y), zoom and rotation rates."""
         torch = self.torch
         if float(self._rand(1)) < self.static:
             v = torch.zeros(2)
@@ -228,7 +228,7 @@ class WindowSampler:
         scale = 1.0 + float(self._rand(1))  # source pixels per output pixel
         scale = min(scale, (ih - 2) / (h + 40), (iw - 2) / (w + 40))
         scale = max(scale, 0.5)
-        v, zoom, rot = self._motion(t)
+        v, zoom, rot = self._motion()
         span = self.max_motion * (self.frames // 2) + 4
         cx = float(self._rand(1)) * max(iw - scale * w - 2 * span, 1) + scale * w / 2 + span
         cy = float(self._rand(1)) * max(ih - scale * h - 2 * span, 1) + scale * h / 2 + span
