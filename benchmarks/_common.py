@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
@@ -41,3 +43,23 @@ def record(title: str, versions: dict[str, str], table: str, notes: str = "") ->
         lines.append(notes.rstrip() + "\n")
     with open(RESULTS, "a", encoding="utf-8") as fh:
         fh.write("\n".join(lines))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of two 8-bit luma planes (Wang et al. 2004: Gaussian 11×11, σ 1.5)."""
+    import cv2
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    ma, mb = blur(a), blur(b)
+    va, vb, cov = blur(a * a) - ma * ma, blur(b * b) - mb * mb, blur(a * b) - ma * mb
+    s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+    return float(s.mean())
+
+
+def render(clip) -> tuple[list[list[np.ndarray]], float]:
+    """All frames' planes (copies) and the output frames per second of the render."""
+    start = time.perf_counter()
+    frames = [[np.array(f[p]) for p in range(f.format.num_planes)] for f in clip.frames()]
+    return frames, len(frames) / (time.perf_counter() - start)

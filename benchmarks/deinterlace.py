@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import render, ssim
 
 CLIPS = ("bikes", "box", "cup")
 SPEED_SIZE = (720, 480)
@@ -83,26 +84,6 @@ def methods(model: str | None):
         "znedi3": lambda c: core.znedi3.nnedi3(c, field=3),
         "QTGMC": lambda c: QTempGaussMC().bob(c, tff=True),
     }
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM of two 8-bit luma planes (Wang et al. 2004: Gaussian 11×11, σ 1.5)."""
-    import cv2
-
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    ma, mb = blur(a), blur(b)
-    va, vb, cov = blur(a * a) - ma * ma, blur(b * b) - mb * mb, blur(a * b) - ma * mb
-    s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
-    return float(s.mean())
-
-
-def render(clip) -> tuple[list[list[np.ndarray]], float]:
-    """All frames' planes (copies) and the output frames per second of the render."""
-    start = time.perf_counter()
-    frames = [[np.array(f[p]) for p in range(f.format.num_planes)] for f in clip.frames()]
-    return frames, len(frames) / (time.perf_counter() - start)
 
 
 def write_y4m(frames: list[list[np.ndarray]], path: Path, fps: tuple[int, int]) -> None:

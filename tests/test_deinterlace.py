@@ -109,7 +109,7 @@ def test_bad_input_gets_clear_errors(progressive):
     varying = core.std.Splice([il, core.resize.Point(il, 128, 64)], mismatch=True)
     with pytest.raises(InputError, match="variable format"):
         vsr.deinterlace(varying)
-    with pytest.raises(InputError, match="not a deinterlacer"):
+    with pytest.raises(InputError, match="not a deinterlace model"):
         vsr.deinterlace(il, model="waifu2x-photo-x2")
 
 

@@ -57,3 +57,29 @@ def test_loop_resumes_and_export_matches_pytorch(footage, tmp_path):
                          input_name="fields", output_name="missing",
                          dynamic={0: "n", 2: "h", 3: "w"})
     assert result["max_abs_error"] < 1e-4 and len(result["sha256"]) == 64
+
+
+def test_descratch_data_damages_only_what_its_mask_says(footage):
+    from vsremaster.training import descratch
+
+    sampler = descratch.DamageSampler(WindowSampler(footage, size=(64, 96), seed=2), seed=3)
+    damaged, truth, visible = sampler(16)
+    assert damaged.shape == (16, 5, 64, 96) and truth.shape == visible.shape == (16, 1, 64, 96)
+    changed = (damaged[:, 2:3] - truth).abs() * 255
+    assert float(changed[visible == 0].max()) < 1e-3  # every change is in the mask
+    assert float((visible > 0.5).float().mean()) > 0.005  # and there is damage to find
+    again = descratch.DamageSampler(WindowSampler(footage, size=(64, 96), seed=2), seed=3)(16)
+    assert torch.equal(damaged, again[0])  # seeded: the data reproduces
+
+
+def test_descratch_structure_is_content_with_its_own_motion():
+    from vsremaster.training.descratch import _structure
+
+    flat = np.full((5, 64, 96), 60.0, np.float32)
+    rng = np.random.default_rng(5)
+    drawn = [_structure(rng, flat) for _ in range(12)]
+    assert all((d != 60).any() for d in drawn)
+    # still objects stay put; moving ones shift from frame to frame; tones stay in 20-230
+    moving = [not np.allclose(d[0], d[4]) for d in drawn]
+    assert any(moving) and not all(moving)
+    assert all(20 - 1e-3 <= d[d != 60].min() and d.max() <= 230 + 1e-3 for d in drawn)

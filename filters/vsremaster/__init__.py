@@ -6,6 +6,7 @@ Every stage is a plain VapourSynth filter function: it takes a clip and returns 
     import vsremaster as vsr
     clip = vs.core.bs.VideoSource("title.mkv")
     clip = vsr.deinterlace(clip)
+    clip = vsr.descratch(clip)
     clip = vsr.upscale(clip, model="realesrgan-x4plus", width=2880, height=1920)
     clip = vsr.face_enhance(clip, tracks="title.faces.json", model="gfpgan-1.4")
     clip.set_output()
@@ -16,12 +17,14 @@ VapourSynth is not installed (a GPU training machine).
 
 from importlib import import_module
 
-__all__ = ["deinterlace", "face_enhance", "upscale"]
+__all__ = ["deinterlace", "descratch", "face_enhance", "mark_scene_changes", "upscale"]
 __version__ = "0.1.0"
 
 _STAGES = {
     "deinterlace": ".stages.deinterlace",
+    "descratch": ".stages.descratch",
     "face_enhance": ".faces.restore",
+    "mark_scene_changes": ".analysis.scenes",
     "upscale": ".stages.upscale",
 }
 

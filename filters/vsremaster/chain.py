@@ -181,6 +181,7 @@ def plan_chain(
     tile: int | None = None,
     num_streams: int | None = None,
     field_order: str = "auto",
+    first_frame: int = 0,
 ) -> Chain:
     """Plan the stage calls for ``source``, from its analysis report when there is one.
 
@@ -189,11 +190,15 @@ def plan_chain(
         report: ``report.json`` content (:mod:`vsremaster.analysis.report`), or None.
         preset, model, width, height, backend, tile, num_streams: upscale choices.
         field_order: ``auto`` (measured, else declared), or forced ``progressive``/``tff``/``bff``.
+        first_frame: source frame number of the script's frame 0 (its trim), to place the
+            report's scene cuts: with temporal stages, the chain starts by marking them
+            (``mark_scene_changes``), so no stage mixes frames across a cut.
 
     Raises:
         InputError: unknown preset or field order, or a telecined source (no IVTC stage
             yet; the message says how to proceed). Interlaced sources get a ``deinterlace``
-            step (double-rate bob) before the upscale.
+            step (double-rate bob) before the upscale; sources the analysis finds damaged
+            (its ``descratch`` recommendation) get a ``descratch`` step after the bob.
         ModelError: the model is unknown, not installed (the message names the fetch
             command) or altered.
     """
@@ -217,9 +222,27 @@ def plan_chain(
                           f"double rate ({float(source.fps) * 2:.3f} fps) with vsremaster's "
                           f"network {DEFAULT_DEINTERLACE_MODEL}, the source's own lines kept.",
                           kwargs))
+    recs = (report or {}).get("recommendation", [])
+    damage = next((r for r in recs if r["stage"] == "descratch"), None)
+    if damage is not None:
+        from .stages.descratch import DEFAULT_DESCRATCH_MODEL
+
+        resolve_model(DEFAULT_DESCRATCH_MODEL)
+        kwargs = {"backend": backend} if backend != "auto" else {}
+        after = " (after the bob: it needs progressive frames)" if steps else ""
+        steps.append(Step("descratch", f"Remove scratches, lines, dust and snow{after} with "
+                          f"vsremaster's network {DEFAULT_DESCRATCH_MODEL}. Analysis: "
+                          f"{damage['reason']}.", kwargs))
+    cuts = [int(c) + int(report.get("first_source_frame", 0)) - first_frame
+            for c in (report or {}).get("cuts", [])]
+    cuts = [c for c in cuts if c > 0]
+    if steps and cuts:
+        steps.insert(0, Step("mark_scene_changes", f"Mark the analysis's {len(cuts)} scene "
+                             "cuts (_SceneChangePrev/Next): the temporal stages below do not "
+                             "mix frames across them.", {"cuts": cuts}))
     notes = [f"Field order: {order} ({order_why})."]
     if report is not None:
-        for rec in report.get("recommendation", []):
+        for rec in recs:
             if not rec["available"]:
                 params = ", ".join(f"{k}={v!r}" for k, v in rec["params"].items())
                 notes.append(f"Recommended, not in this release yet: {rec['stage']}({params}): "

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ChecksumError, ModelError, ModelMissingError
+from ..errors import ChecksumError, InputError, ModelError, ModelMissingError
 from .._resources import resource_dir
 from ..paths import models_dir
 from ..registry import sha256_file
 from .manifest import ModelSpec, load_manifest
 
-__all__ = ["LoadedModel", "onnx_path", "record_path", "read_record", "resolve_model", "is_installed",
+__all__ = ["LoadedModel", "onnx_path", "record_path", "read_record", "resolve_model",
+           "stage_model_path", "is_installed",
            "is_model_file", "expected_sha256", "install_hint"]
 
 FETCH_HINT = "vsremaster models fetch"
@@ -180,6 +181,28 @@ def resolve_model(model: str | Path) -> LoadedModel:
             _user_specs[key] = _probe_user_model(path)
         return LoadedModel(_user_specs[key], path)
     return _resolve_manifest_model(str(model))
+
+
+def stage_model_path(model: str | Path, task: str, func: str) -> Path:
+    """The ONNX file a stage with its own I/O runs: a manifest id of a ``task`` model
+    (sha256-checked), or a path (its I/O is the caller's promise; a mismatch fails at the
+    first frame).
+
+    Raises:
+        ModelError: missing file, or unknown id. ModelMissingError / ChecksumError as
+            :func:`resolve_model`.
+        InputError: the id names a model of another task (the message names ``func``).
+    """
+    if is_model_file(model):
+        path = Path(model).expanduser().resolve()
+        if not path.is_file():
+            raise ModelError(f"{func}: model file {path} does not exist")
+        return path
+    loaded = resolve_model(model)
+    if loaded.spec.task != task:
+        raise InputError(f"{func}: model {loaded.spec.id!r} is a {loaded.spec.task} model, "
+                         f"not a {task} model")
+    return loaded.path
 
 
 def read_record(model_id: str) -> dict | None:

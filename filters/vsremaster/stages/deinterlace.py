@@ -8,8 +8,8 @@ import numpy as np
 import vapoursynth as vs
 
 from .. import log
-from ..errors import InputError, ModelError
-from ..models.store import is_model_file, resolve_model
+from ..errors import InputError
+from ..models.store import stage_model_path
 from ..runtime.frames import check_clip
 from ..runtime.session import Backend, SessionConfig, check_backend, get_pool, stream_count
 from ..runtime.tiling import plan_tiles, run_tiled
@@ -73,22 +73,6 @@ def _neighbours(
     crosses = {-2: prev_cut, -1: prev_cut and first_field,
                1: next_cut and not first_field, 2: next_cut}
     return {d: 0 <= n + d < total and not crosses[d] for d in _OFFSETS}
-
-
-def _load(model: str | Path) -> Path:
-    """The ONNX file of ``model``: a manifest id (a deinterlace model, sha256-checked) or a
-    path (its I/O is the caller's promise; a mismatch fails at the first frame)."""
-    if is_model_file(model):
-        path = Path(model).expanduser().resolve()
-        if not path.is_file():
-            raise ModelError(f"deinterlace: model file {path} does not exist")
-    else:
-        loaded = resolve_model(model)
-        if loaded.spec.task != "deinterlace":
-            raise InputError(f"deinterlace: model {loaded.spec.id!r} is a {loaded.spec.task} "
-                             "model, not a deinterlacer")
-        path = loaded.path
-    return path
 
 
 def _model_input(planes: dict[int, np.ndarray], ok: dict[int, bool]) -> np.ndarray:
@@ -172,7 +156,7 @@ def deinterlace(
         log.warning("deinterlace: the clip is progressive (_FieldBased=0 or measured); "
                     "returned unchanged. Pass tff=True/False to deinterlace anyway")
         return clip
-    path = _load(model)
+    path = stage_model_path(model, "deinterlace", "deinterlace")
     backend = check_backend(backend)
     streams, _ = stream_count(backend, num_streams, "deinterlace")
     pool = get_pool(SessionConfig(model=path, backend=backend, num_streams=streams))

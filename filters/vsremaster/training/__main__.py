@@ -1,9 +1,10 @@
 """Training recipes: ``python -m vsremaster.training STAGE COMMAND``.
 
-    python -m vsremaster.training deinterlace footage DIR      # fetch the training footage
-    python -m vsremaster.training deinterlace train DIR CKPT [--device cuda] [--seconds S]
-    python -m vsremaster.training deinterlace export CKPT onnx/vsr-deinterlace-v1.onnx \
-        [--metrics T.md]
+    python -m vsremaster.training STAGE footage DIR      # fetch the training footage
+    python -m vsremaster.training STAGE train DIR CKPT [--device cuda] [--seconds S]
+    python -m vsremaster.training STAGE export CKPT onnx/vsr-STAGE-v1.onnx [--metrics T.md]
+
+STAGE is ``deinterlace`` (vsr-deinterlace-v1) or ``descratch`` (vsr-descratch-v1).
 
 ``train`` resumes from ``CKPT`` when it exists, so a run can be split across calls with a
 time limit (``--seconds``); the schedule is fixed by the recipe's step count. Needs the
@@ -25,24 +26,27 @@ def main(argv: list[str] | None = None) -> int:
         epilog=__doc__,
     )
     stages = parser.add_subparsers(dest="stage", required=True)
-    deint = stages.add_parser("deinterlace", help="the field-interpolation network")
-    cmds = deint.add_subparsers(dest="command", required=True)
-    p = cmds.add_parser("footage", help="fetch the training footage (real clips and photos)")
-    p.add_argument("dir", type=Path)
-    p = cmds.add_parser("train", help="train or resume")
-    p.add_argument("footage", type=Path, help="directory made by `footage`")
-    p.add_argument("checkpoint", type=Path, help="read to resume, written every 1000 steps")
-    p.add_argument("--device", default="cuda", help="torch device (default cuda)")
-    p.add_argument("--seconds", type=float, default=None, help="stop (and save) after this")
-    p.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
-    p = cmds.add_parser("export", help="ONNX + check against PyTorch + model card")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("onnx", type=Path)
-    p.add_argument("--metrics", type=Path, default=None,
-                   help="markdown table for the card (benchmarks/deinterlace.py's output)")
+    for stage, what in (("deinterlace", "the field-interpolation network"),
+                        ("descratch", "the scratch, dust and line remover")):
+        cmds = stages.add_parser(stage, help=what).add_subparsers(dest="command", required=True)
+        p = cmds.add_parser("footage", help="fetch the training footage (real clips and photos)")
+        p.add_argument("dir", type=Path)
+        p = cmds.add_parser("train", help="train or resume")
+        p.add_argument("footage", type=Path, help="directory made by `footage`")
+        p.add_argument("checkpoint", type=Path, help="read to resume, written every 1000 steps")
+        p.add_argument("--device", default="cuda", help="torch device (default cuda)")
+        p.add_argument("--seconds", type=float, default=None, help="stop (and save) after this")
+        p.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
+        p = cmds.add_parser("export", help="ONNX + check against PyTorch + model card")
+        p.add_argument("checkpoint", type=Path)
+        p.add_argument("onnx", type=Path)
+        p.add_argument("--metrics", type=Path, default=None,
+                       help=f"markdown table for the card (benchmarks/{stage}.py's output)")
     args = parser.parse_args(argv)
 
-    from . import deinterlace as recipe
+    import importlib
+
+    recipe = importlib.import_module(f".{args.stage}", __package__)
 
     if args.command == "footage":
         from .data import fetch_training_footage
@@ -51,14 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "train":
         import dataclasses
 
-        from .data import WindowSampler, load_luma
+        from .data import load_luma
         from .loop import TrainConfig, train
 
         r = recipe.RECIPE
         cfg = TrainConfig(steps=args.steps or r["steps"], batch=r["batch"], lr=r["lr"],
-                          seed=r["seed"])
-        sampler = WindowSampler(load_luma(args.footage), size=r["size"], device=args.device,
-                                seed=r["seed"])
+                          warmup=r.get("warmup", 500), seed=r["seed"])
+        sampler = recipe.make_sampler(load_luma(args.footage), args.device)
         print("config", dataclasses.asdict(cfg), flush=True)
         step = train(recipe.build(), sampler, recipe.loss, cfg, args.checkpoint,
                      device=args.device, seconds=args.seconds,

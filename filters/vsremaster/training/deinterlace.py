@@ -12,7 +12,8 @@ field period earlier and later, and fields ``t±2`` sit on the current rows.
 above and below each missing line); output that estimate plus a learned correction, so an
 untrained network starts as a line-averaging bob. Residual blocks (He et al., 2016), strided
 convolutions down, pixel shuffle up (Shi et al., 2016). Widths 32/64/96; about 0.9 M
-parameters; the field height and width must be multiples of 4 (the filter pads).
+parameters; the field height and width must be multiples of 4 (the filter pads). The U-Net is
+:mod:`.nets`'s, shared with the other models.
 
 **Data.** Five-frame windows of real progressive footage (:mod:`.data`), split into fields as
 the MSU deinterlacer benchmark does (field ``t`` of the interlaced stream is one parity of
@@ -24,7 +25,7 @@ export to ONNX with a numerical check against PyTorch, write the model card.
 
 from __future__ import annotations
 
-__all__ = ["FIELDS", "RECIPE", "build", "export", "loss", "split_window"]
+__all__ = ["FIELDS", "RECIPE", "build", "export", "loss", "make_sampler", "split_window"]
 
 FIELDS = 5
 """Fields the network sees: ``t-2 … t+2``."""
@@ -62,51 +63,22 @@ def split_window(window):
 
 
 def _net():
+    from .nets import unet
+
     torch = _torch()
-    nn = torch.nn
 
-    class Block(nn.Module):
-        def __init__(self, c: int) -> None:
-            super().__init__()
-            self.a = nn.Conv2d(c, c, 3, padding=1)
-            self.b = nn.Conv2d(c, c, 3, padding=1)
-            self.act = nn.ReLU(inplace=True)
-
-        def forward(self, x):
-            return x + self.b(self.act(self.a(x)))
-
-    class DeinterlaceNet(nn.Module):
+    class DeinterlaceNet(unet()):
         """Five fields ``(N, 5, h, w)`` in 0–1 (``h``, ``w`` multiples of 4) -> the missing
         rows of field 2, ``(N, 1, h, w)``. See the module docstring."""
 
         def __init__(self, widths=(32, 64, 96), blocks=(2, 2, 4)) -> None:
-            super().__init__()
-            c1, c2, c3 = widths
-            self.head = nn.Conv2d(FIELDS + 1, c1, 3, padding=1)
-            self.enc1 = nn.Sequential(*[Block(c1) for _ in range(blocks[0])])
-            self.down1 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
-            self.enc2 = nn.Sequential(*[Block(c2) for _ in range(blocks[1])])
-            self.down2 = nn.Conv2d(c2, c3, 3, stride=2, padding=1)
-            self.mid = nn.Sequential(*[Block(c3) for _ in range(blocks[2])])
-            self.up2 = nn.Sequential(nn.Conv2d(c3, c2 * 4, 3, padding=1), nn.PixelShuffle(2))
-            self.dec2 = nn.Sequential(*[Block(c2) for _ in range(blocks[1])])
-            self.up1 = nn.Sequential(nn.Conv2d(c2, c1 * 4, 3, padding=1), nn.PixelShuffle(2))
-            self.dec1 = nn.Sequential(*[Block(c1) for _ in range(blocks[0])])
-            self.tail = nn.Conv2d(c1, 1, 3, padding=1)
-            nn.init.zeros_(self.tail.weight)
-            nn.init.zeros_(self.tail.bias)
+            super().__init__(FIELDS + 1, 1, widths, blocks)
 
         def forward(self, fields):
             cur = fields[:, 2:3]
             below = torch.cat((cur[:, :, 1:], cur[:, :, -1:]), 2)
             base = (cur + below) * 0.5
-            x = torch.relu(self.head(torch.cat((fields, base), 1)))
-            s1 = self.enc1(x)
-            s2 = self.enc2(torch.relu(self.down1(s1)))
-            y = self.mid(torch.relu(self.down2(s2)))
-            y = self.dec2(torch.relu(self.up2(y)) + s2)
-            y = self.dec1(torch.relu(self.up1(y)) + s1)
-            return base + self.tail(y)
+            return base + self.tail(self.features(torch.cat((fields, base), 1)))
 
     return DeinterlaceNet
 
@@ -115,6 +87,13 @@ def build(recipe: dict = RECIPE):
     """A fresh ``DeinterlaceNet`` (a ``torch.nn.Module``) with the recipe's widths and
     blocks."""
     return _net()(recipe["widths"], recipe["blocks"])
+
+
+def make_sampler(luma: dict, device: str = "cpu", recipe: dict = RECIPE):
+    """The recipe's training batches (progressive windows) from ``load_luma`` footage."""
+    from .data import WindowSampler
+
+    return WindowSampler(luma, size=recipe["size"], device=device, seed=recipe["seed"])
 
 
 def loss(model, window):

@@ -1,11 +1,12 @@
-"""A small, resumable training loop shared by the stage recipes (deinterlace now; descratch
-and denoise reuse it).
+"""A small, resumable training loop shared by the stage recipes (deinterlace, descratch; denoise
+will reuse it).
 
 It owns what every recipe needs and nothing model-specific: AdamW with a cosine learning-rate
 schedule, bf16 autocast on CUDA, gradient clipping, a fixed validation batch, progress lines
 with steps/s and ETA, and a checkpoint (model, step, RNG state; the optimiser state in a
-second file) written atomically every ``save_every`` steps and at the end, so a run split over several
-time-limited calls (``seconds``) continues exactly where it stopped.
+second file) written atomically every ``save_every`` steps and at the end, so a run split over
+several time-limited calls (``seconds``) continues where it stopped (exactly, where the batch
+sampler is torch's; a numpy-side sampler such as descratch's damage restarts its own stream).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@
   Picture Restoration", Springer 1998: line scratches as persistent, nearly vertical lines
   with a smooth horizontal profile; dirt and sparkle as single-frame impulses), and each returns
   a **mask** clip, the per-pixel blend weight of the damage (GRAYS 0-1, at luma size), which
-  descratch/despot training needs as its target.
+  descratch/despot training needs as its target. :func:`add_film_damage` draws every kind
+  of :mod:`.film` at once (adding fragmented scratches, frame-high lines and blotches).
 
 All generators take a YUV or GRAY clip of any depth and return one of the same format,
 length and properties; damage is drawn on the 8-bit scale, in luma (chroma is pulled towards
@@ -23,11 +24,9 @@ seeded: the same seed gives the same damage on every frame, in any request order
 from __future__ import annotations
 
 import functools
-import math
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -39,16 +38,18 @@ import vapoursynth as vs
 from ...encode.tools import ffmpeg_exe
 from ...errors import EncodeError, InputError
 from ...runtime.frames import check_clip
+from .film import (
+    DamageMix, FilmDamage, Layer, Range, draw_dust, draw_snow, layer, scratch_events,
+)
 from .noise import map_planes
 
-__all__ = ["Codec", "add_dust", "add_scratches", "add_snow", "compress"]
+__all__ = ["Codec", "add_dust", "add_film_damage", "add_scratches", "add_snow", "compress"]
 
 core = vs.core
 
 Codec = Literal["libx264", "mpeg2"]
 """Codecs :func:`compress` can damage a clip with."""
 
-_Range = tuple[float, float]
 _MPEG2_RATES = tuple(
     Fraction(n, d) for n, d in ((24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (50, 1),
                                 (60000, 1001), (60, 1))
@@ -210,10 +211,10 @@ def compress(
 
 
 # --------------------------------------------------------------------------------------------
-# Overlay damage: scratches, dust, snow
+# Overlay damage: scratches, dust, snow (drawn by .film)
 
 
-_Render = Callable[[int], tuple[np.ndarray, np.ndarray]]
+_Render = Callable[[int], Layer]
 """``render(n) -> (T, C)`` on the luma grid: output luma = input · T + C (8-bit scale)."""
 
 
@@ -235,122 +236,11 @@ def _composite(clip: vs.VideoNode, render: _Render, name: str) -> tuple[vs.Video
 
     def mask(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
         out = f.copy()
-        np.copyto(np.asarray(out[0]), 1 - cached(n)[0])
+        np.copyto(np.asarray(out[0]), np.clip(np.abs(1 - cached(n)[0]), 0, 1))
         return out
 
     masks = core.std.CopyFrameProps(core.std.ModifyFrame(blank, blank, mask), clip)
     return damaged, masks
-
-
-def _layer(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    return np.ones(shape, np.float32), np.zeros(shape, np.float32)
-
-
-def _over(t: np.ndarray, c: np.ndarray, alpha: np.ndarray, value: float | np.ndarray,
-          y0: int, x0: int) -> None:
-    """Composite ``alpha`` (a patch at row y0, column x0, may stick out) over T, C in place."""
-    h, w = t.shape
-    ph, pw = alpha.shape
-    ya, xa, yb, xb = max(y0, 0), max(x0, 0), min(y0 + ph, h), min(x0 + pw, w)
-    if ya >= yb or xa >= xb:
-        return
-    a = alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
-    if isinstance(value, np.ndarray):
-        value = value[ya - y0 : yb - y0, xa - x0 : xb - x0]
-    t[ya:yb, xa:xb] *= 1 - a
-    c[ya:yb, xa:xb] = c[ya:yb, xa:xb] * (1 - a) + a * value
-
-
-def _uniform(rng: np.random.Generator, r: _Range) -> float:
-    return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
-
-
-def _tone(rng: np.random.Generator, bright: bool) -> float:
-    """Target luma of bright (white) or dark (black) damage, 8-bit scale.
-
-    At or beyond the nominal black and white (16/235), so bright damage is brighter and
-    dark damage darker than (nearly) any picture content under it, as light through a
-    scratch or the shadow of dirt is.
-    """
-    return float(rng.uniform(235, 255) if bright else rng.uniform(0, 16))
-
-
-def _horizontal_blur(a: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma < 0.2:
-        return a
-    radius = int(math.ceil(3 * sigma))
-    k = cv2.getGaussianKernel(2 * radius + 1, sigma, cv2.CV_32F)
-    return cv2.sepFilter2D(a, -1, k, np.ones((1, 1), np.float32), borderType=cv2.BORDER_CONSTANT)
-
-
-@dataclass(frozen=True, slots=True)
-class _Scratch:
-    """One scratch: where and how it looks, and how it moves over its frames."""
-
-    start: int
-    frames: int
-    x: np.ndarray  # centre column at the top row, one per frame of its life
-    slope: float  # columns per row (tilt)
-    top: int
-    bottom: int
-    width: float
-    blur: float
-    opacity: float
-    tone: float
-    strength: np.ndarray  # per-row opacity modulation, bottom - top values in 0-1
-
-    def draw(self, n: int, t: np.ndarray, c: np.ndarray, rng: np.random.Generator) -> None:
-        rows = np.arange(self.top, self.bottom, dtype=np.float32)
-        xc = self.x[n - self.start] + self.slope * (rows - self.top)
-        reach = self.width / 2 + 3 * self.blur + 2
-        x0 = int(math.floor(float(xc.min()) - reach))
-        x1 = int(math.ceil(float(xc.max()) + reach)) + 1
-        dx = np.arange(x0, x1, dtype=np.float32)[None, :] - xc[:, None]
-        half = self.width / 2
-        # Exact coverage of each pixel [x-0.5, x+0.5] by the line [xc-half, xc+half].
-        cover = np.clip(np.minimum(dx + 0.5, half) - np.maximum(dx - 0.5, -half), 0, 1)
-        cover = _horizontal_blur(cover.astype(np.float32), self.blur)
-        flicker = np.float32(self.opacity * rng.uniform(0.75, 1.0))
-        alpha = cover * (self.strength[:, None] * flicker)
-        _over(t, c, alpha, self.tone, self.top, x0)
-
-
-def _scratch_events(
-    rng: np.random.Generator, shape: tuple[int, int], num_frames: int, rate: float,
-    duration: tuple[int, int], width: _Range, length: _Range, opacity: _Range, blur: _Range,
-    drift: float, bright: float,
-) -> list[_Scratch]:
-    h, w = shape
-    events: list[_Scratch] = []
-    first = -duration[1]  # scratches already running when the clip starts
-    counts = rng.poisson(rate, num_frames - first)
-    starts = np.repeat(np.arange(first, num_frames), counts)
-    for start in starts:
-        frames = int(rng.integers(duration[0], duration[1] + 1))
-        if start + frames <= 0:
-            continue
-        # Sideways motion: a steady drift plus a small random walk (projector weave).
-        velocity = rng.uniform(-drift, drift)
-        walk = np.cumsum(rng.normal(0, drift / 3 + 0.05, frames))
-        x = rng.uniform(0.02 * w, 0.98 * w) + velocity * np.arange(frames) + walk
-        span = int(round(_uniform(rng, length) * h))
-        span = max(8, min(h, span))
-        top = int(rng.integers(0, h - span + 1))
-        # Strength varies along the scratch (it fades and breaks up): smooth random profile.
-        knots = rng.uniform(0.35, 1.0, span // 24 + 2)
-        strength = np.interp(np.linspace(0, len(knots) - 1, span), np.arange(len(knots)), knots)
-        taper = np.minimum(1, np.minimum(np.arange(span) + 1, span - np.arange(span)) / 4)
-        is_bright = bool(rng.random() < bright)
-        events.append(
-            _Scratch(
-                start=int(start), frames=frames, x=x.astype(np.float32),
-                slope=float(rng.normal(0, 0.004)), top=top, bottom=top + span,
-                width=_uniform(rng, width), blur=_uniform(rng, blur),
-                opacity=_uniform(rng, opacity), tone=_tone(rng, is_bright),
-                strength=(strength * taper).astype(np.float32),
-            )
-        )
-    return events
 
 
 def add_scratches(
@@ -358,12 +248,13 @@ def add_scratches(
     rate: float = 0.15,
     *,
     duration: tuple[int, int] = (5, 40),
-    width: _Range = (1.0, 3.0),
-    length: _Range = (0.3, 1.0),
-    opacity: _Range = (0.35, 1.0),
-    blur: _Range = (0.0, 1.0),
+    width: Range = (1.0, 3.0),
+    length: Range = (0.3, 1.0),
+    opacity: Range = (0.35, 1.0),
+    blur: Range = (0.0, 1.0),
     drift: float = 0.3,
     bright: float = 0.5,
+    fragments: float = 0.0,
     seed: int = 0,
 ) -> tuple[vs.VideoNode, vs.VideoNode]:
     """Draw vertical line scratches that persist over frames and drift sideways.
@@ -388,6 +279,8 @@ def add_scratches(
         blur: (min, max) horizontal blur std in pixels.
         drift: maximum steady sideways drift in px/frame.
         bright: share of bright (white) scratches; the others are dark.
+        fragments: share of scratches cut into 2-5 pieces shifted sideways against each
+            other, with short gaps between them (spliced or re-scanned scratches).
         seed: random seed.
 
     Returns:
@@ -401,59 +294,31 @@ def add_scratches(
         raise InputError(f"add_scratches: rate must be >= 0, got {rate}")
     check_clip(clip, "add_scratches")
     shape = (clip.height, clip.width)
-    events = _scratch_events(
-        np.random.default_rng((seed, 0x5C)), shape, clip.num_frames, rate, duration, width,
-        length, opacity, blur, drift, bright,
+    events = scratch_events(
+        np.random.default_rng((seed, 0x5C)), shape, clip.num_frames, rate=rate,
+        duration=duration, width=width, length=length, opacity=opacity, blur=blur,
+        drift=drift, bright=bright, fragments=fragments,
     )
 
-    def render(n: int) -> tuple[np.ndarray, np.ndarray]:
-        t, c = _layer(shape)
+    def render(n: int) -> Layer:
+        t, c = layer(shape)
         rng = np.random.default_rng((seed, n, 0x5C))
         for s in events:
-            if s.start <= n < s.start + s.frames:
+            if s.live(n):
                 s.draw(n, t, c, rng)
         return t, c
 
     return _composite(clip, render, "add_scratches")
 
 
-def _blob(rng: np.random.Generator, radius: float, hair: bool) -> np.ndarray:
-    """Coverage (0-1) of one dust particle or hair, drawn 4× supersampled, antialiased."""
-    ss = 4
-    if hair:
-        steps = int(rng.integers(6, 16))
-        angle = rng.uniform(0, 2 * math.pi) + np.cumsum(rng.normal(0, 0.35, steps))
-        pts = np.cumsum(np.stack([np.cos(angle), np.sin(angle)], 1) * radius * 0.6, 0)
-        pts -= pts.min(0)
-        size = int(math.ceil(pts.max())) + 4
-        canvas = np.zeros((size * ss, size * ss), np.uint8)
-        poly = ((pts + 2) * ss).astype(np.int32).reshape(-1, 1, 2)
-        thick = int(round(rng.uniform(0.8, 1.8) * ss))
-        cv2.polylines(canvas, [poly], False, 255, thick, cv2.LINE_AA)
-    else:
-        size = int(math.ceil(2 * radius)) + 4
-        canvas = np.zeros((size * ss, size * ss), np.uint8)
-        centre = size * ss / 2
-        for k in range(int(rng.integers(1, 5))):  # clumps of 1-4 ellipses: irregular shapes
-            off = rng.normal(0, radius * 0.3, 2) * ss
-            axes = (rng.uniform(0.35, 1.0, 2) * radius * ss * (0.7 if k else 1)).clip(ss / 2)
-            cv2.ellipse(
-                canvas, (int(centre + off[0]), int(centre + off[1])),
-                (int(axes[0]), int(axes[1])), float(rng.uniform(0, 180)), 0, 360, 255, -1,
-                cv2.LINE_AA,
-            )
-    small = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
-    return small.astype(np.float32) / 255
-
-
 def add_dust(
     clip: vs.VideoNode,
     rate: float = 4.0,
     *,
-    radius: _Range = (1.0, 8.0),
+    radius: Range = (1.0, 8.0),
     hair: float = 0.15,
     blurred: float = 0.5,
-    opacity: _Range = (0.6, 1.0),
+    opacity: Range = (0.6, 1.0),
     bright: float = 0.5,
     seed: int = 0,
 ) -> tuple[vs.VideoNode, vs.VideoNode]:
@@ -485,20 +350,11 @@ def add_dust(
         raise InputError(f"add_dust: rate must be >= 0, got {rate}")
     check_clip(clip, "add_dust")
     shape = (clip.height, clip.width)
-    log_r = (math.log(radius[0]), math.log(radius[1]))
 
-    def render(n: int) -> tuple[np.ndarray, np.ndarray]:
-        t, c = _layer(shape)
-        rng = np.random.default_rng((seed, n, 0xD5))
-        for _ in range(rng.poisson(rate)):
-            r = math.exp(_uniform(rng, log_r))
-            cover = _blob(rng, r, bool(rng.random() < hair))
-            if rng.random() < blurred:
-                cover = cv2.GaussianBlur(cover, (0, 0), rng.uniform(0.5, 2.0))
-            alpha = cover * np.float32(_uniform(rng, opacity))
-            y0 = int(rng.integers(0, shape[0])) - alpha.shape[0] // 2
-            x0 = int(rng.integers(0, shape[1])) - alpha.shape[1] // 2
-            _over(t, c, alpha, _tone(rng, bool(rng.random() < bright)), y0, x0)
+    def render(n: int) -> Layer:
+        t, c = layer(shape)
+        draw_dust(t, c, np.random.default_rng((seed, n, 0xD5)), rate=rate, radius=radius,
+                  hair=hair, blurred=blurred, opacity=opacity, bright=bright)
         return t, c
 
     return _composite(clip, render, "add_dust")
@@ -509,7 +365,7 @@ def add_snow(
     density: float = 0.002,
     *,
     streak: tuple[int, int] = (1, 3),
-    opacity: _Range = (0.5, 1.0),
+    opacity: Range = (0.5, 1.0),
     bright: float = 0.8,
     seed: int = 0,
 ) -> tuple[vs.VideoNode, vs.VideoNode]:
@@ -538,21 +394,29 @@ def add_snow(
     check_clip(clip, "add_snow")
     h, w = clip.height, clip.width
 
-    def render(n: int) -> tuple[np.ndarray, np.ndarray]:
-        t, c = _layer((h, w))
-        rng = np.random.default_rng((seed, n, 0x54))
-        count = rng.poisson(density * h * w)
-        ys = rng.integers(0, h, count)
-        xs = rng.integers(0, w, count)
-        lengths = rng.integers(streak[0], streak[1] + 1, count)
-        alpha = rng.uniform(opacity[0], opacity[1], count).astype(np.float32)
-        tone = np.where(rng.random(count) < bright, rng.uniform(235, 255, count),
-                        rng.uniform(0, 16, count)).astype(np.float32)
-        for k in range(int(lengths.max(initial=0))):
-            on = lengths > k
-            yy, xx = ys[on], np.minimum(xs[on] + k, w - 1)
-            t[yy, xx] = 1 - alpha[on]
-            c[yy, xx] = alpha[on] * tone[on]
+    def render(n: int) -> Layer:
+        t, c = layer((h, w))
+        draw_snow(t, c, np.random.default_rng((seed, n, 0x54)), density=density, streak=streak,
+                  opacity=opacity, bright=bright)
         return t, c
 
     return _composite(clip, render, "add_snow")
+
+
+def add_film_damage(
+    clip: vs.VideoNode, mix: DamageMix = DamageMix(), *, seed: int = 0,
+) -> tuple[vs.VideoNode, vs.VideoNode]:
+    """Draw every kind of :mod:`.film` damage at once: scratches (some cut into shifted
+    fragments), frame-high vertical lines, blotches, dust and snow, in the amounts of ``mix``
+    (:class:`~.film.DamageMix`; its defaults are the descratch benchmark's damage).
+
+    Returns:
+        ``(damaged, mask)`` as for :func:`add_scratches`; a blotch's mask is its relative
+        brightness change.
+
+    Raises:
+        InputError: RGB/variable-format clip.
+    """
+    check_clip(clip, "add_film_damage")
+    film = FilmDamage((clip.height, clip.width), clip.num_frames, mix, seed)
+    return _composite(clip, film.render, "add_film_damage")
