@@ -12,7 +12,7 @@ import pytest
 
 from vsremaster.errors import ChecksumError, ModelMissingError
 from vsremaster.models.fetch import fetch, verify
-from vsremaster.models.manifest import load_manifest
+from vsremaster.models.manifest import DETECTOR_FAMILIES, load_manifest
 from vsremaster.models.store import onnx_path, resolve_model
 from vsremaster.paths import models_dir
 from vsremaster.registry import download_distribution, sha256_file
@@ -30,8 +30,12 @@ def test_manifest_lists_the_zoo_with_checksums_and_licences():
     assert {"blazeface-back-256", "blazeface-front-128"} <= set(manifest)
     for spec in manifest.values():
         if spec.user:  # weights the user brings: named, with where to get them, no checksum
-            assert spec.task == "face-restore" and spec.user.file and spec.user.url.startswith("https://")
-            assert spec.template in ("ffhq_512", "arcface_128") and spec.face_size in (256, 512)
+            assert spec.user.file and spec.user.url.startswith("https://")
+            if spec.task == "face-detect":  # YuNet / SCRFD / RetinaFace files users bring
+                assert spec.family in DETECTOR_FAMILIES and spec.input_size == 640, spec.id
+            else:
+                assert spec.task == "face-restore", spec.id
+                assert spec.template in ("ffhq_512", "arcface_128") and spec.face_size in (256, 512)
             assert spec.licence and spec.paper and not spec.package and not spec.onnx_sha256
             continue
         if spec.shipped:  # our own models: committed with a model card, checked by sha256

@@ -125,13 +125,16 @@ def models_verify(
 @models_app.command("add")
 def models_add(
     path: Annotated[Path, typer.Argument(help="The weights you bring: .onnx, or a PyTorch checkpoint (.pth/.ckpt/.safetensors).")],
-    model_id: Annotated[str, typer.Option("--as", help="Manifest id it is, e.g. gfpgan-1.4, codeformer (see `models list`, task face-restore).")],
+    model_id: Annotated[str, typer.Option("--as", help="Manifest id it is, e.g. gfpgan-1.4, codeformer (task face-restore), yunet-2023mar, scrfd-10g, retinaface-resnet50 (task face-detect); see `models list`.")],
 ) -> None:
-    """Install weights no registry package ships (face restorers), checked and recorded.
+    """Install weights no registry package ships (face restorers and detectors), checked and
+    recorded.
 
     A checkpoint is converted to ONNX through spandrel (loaded with weights_only=True) and
-    checked against PyTorch; an ONNX file is checked by one run. The sha256 is recorded and
-    checked at every load. Example: vsremaster models add GFPGANv1.4.pth --as gfpgan-1.4
+    checked against PyTorch; an ONNX file is checked by one run (a face detector: its outputs
+    against its family's layout). The sha256 is recorded and checked at every load.
+    Examples: vsremaster models add GFPGANv1.4.pth --as gfpgan-1.4;
+    vsremaster models add face_detection_yunet_2023mar.onnx --as yunet-2023mar
     """
     from .models.user import add_model
 
@@ -277,7 +280,7 @@ def _write_script(
         report = read_report(report_path)
     chain = plan_chain(info, report=report, preset=preset, model=model, width=width,
                        height=height, backend=backend, tile=tile, num_streams=num_streams,
-                       field_order=field_order)
+                       field_order=field_order, first_frame=span[0] if span else 0)
     if any(step.function == "deinterlace" for step in chain.steps) and faces != "off":
         face_model, face_note = None, (
             "Faces: not restored: the face pass does not run on interlaced sources yet "
@@ -506,7 +509,7 @@ def remaster(
 def faces_track(
     source: Annotated[Path, typer.Argument(help="Source video file (progressive).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Sidecar to write (default: SOURCE's name with .faces.json, in the current folder).")] = None,
-    detector: Annotated[str, typer.Option(help="Face detector: blazeface-back-256 (smaller faces), blazeface-front-128, or a BlazeFace-layout .onnx.")] = "blazeface-back-256",
+    detector: Annotated[str, typer.Option(help="Face detector: blazeface-back-256 (smaller faces), blazeface-front-128, one added with `models add` (yunet-2023mar, scrfd-10g, scrfd-500m, retinaface-resnet50, retinaface-mobilenet0.25), or a .onnx of one of these layouts.")] = "blazeface-back-256",
     score: Annotated[float, typer.Option(min=0.05, max=0.99, help="Least detector confidence (MediaPipe uses 0.75).")] = 0.75,
     tiles: Annotated[int, typer.Option(min=0, max=6, help="Also run the detector on NxN overlapping tiles (an N-fold upscale, for small SD faces); 0 = whole frame only.")] = 3,
     normalise: Annotated[str, typer.Option(help="Balance colour and equalise dark or colour-cast frames for detection only: auto, always, never.")] = "auto",

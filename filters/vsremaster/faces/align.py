@@ -9,6 +9,8 @@ InsightFace's ArcFace template as used for GPEN-BFR-256.
 
 BlazeFace gives eyes, nose tip and mouth *centre* (and ears, not used): the mouth centre is
 matched to the midpoint of the template's mouth corners, so four point pairs are fitted.
+YuNet, SCRFD and RetinaFace give the template's own five points in its order (image-left eye
+first), so all five are fitted. :func:`align` tells the two apart by the number of points.
 
 The fit is the least-squares similarity (rotation, uniform scale, translation; Umeyama,
 "Least-squares estimation of transformation parameters between two point patterns", TPAMI
@@ -96,7 +98,8 @@ def align(frame: np.ndarray, landmarks: np.ndarray, *, template: str = "ffhq_512
 
     Args:
         frame: ``(H, W, C)`` image (uint8 or float).
-        landmarks: ``(6, 2)`` BlazeFace points or ``(5, 2)`` 5-point landmarks, frame pixels.
+        landmarks: ``(6, 2)`` BlazeFace points or ``(5, 2)`` 5-point landmarks (YuNet,
+            SCRFD, RetinaFace), frame pixels.
         template: a key of :data:`TEMPLATES`.
         size: crop side in pixels (the restorer's input size).
         sar: the frame's sample aspect ratio (pixel width / height, e.g. 8/9 for NTSC 4:3
@@ -105,10 +108,15 @@ def align(frame: np.ndarray, landmarks: np.ndarray, *, template: str = "ffhq_512
     Returns:
         ``(crop, m)``: the ``(size, size, C)`` crop (bicubic, edges replicated) and the
         ``(2, 3)`` transform frame -> crop (a similarity when ``sar`` is 1).
+
+    Raises:
+        ValueError: landmarks of another shape, or degenerate ones.
     """
     import cv2
 
     pts = np.asarray(landmarks, dtype=np.float64) * (sar, 1.0)
+    if pts.shape not in ((5, 2), (6, 2)):
+        raise ValueError(f"landmarks must be (6, 2) BlazeFace or (5, 2) 5-point, not {pts.shape}")
     layout = "5point" if len(pts) == 5 else "blazeface"
     dst = template_points(template, size, layout=layout)
     m = similarity(pts[: len(dst)], dst)

@@ -10,12 +10,19 @@ Sidecar (``TITLE.faces.json``, version 1)::
     {"format": "vsremaster.faces", "version": 1,
      "source": {...}, "clip": {"width", "height", "num_frames", "fps": "30000/1001"},
      "cuts": [first frames of new scenes],
-     "detector": {"model", "score", "tiles", "normalise"}, "tracking": {parameters},
+     "detector": {"model", "family", "landmarks", "score", "tiles", "normalise"},
+     "tracking": {parameters},
      "stats": {"frames", "frames_with_faces", "detections", "detect_fps", "track_seconds"},
      "tracks": [{"id", "start", "end", "boxes", "raw", "scores", "landmarks"}, ...]}
 
 Boxes ``(x0, y0, x1, y1)`` and landmarks are in pixels of the scanned clip; per-track arrays
 hold one row per frame ``start..end-1`` (``raw``/``scores`` are null on bridged frames).
+A track's ``landmarks`` are ``[frames][K][2]`` with the K points named, in order, by
+``detector.landmarks``: BlazeFace (``family`` ``blazeface``) gives 6, ``right_eye, left_eye,
+nose_tip, mouth_centre, right_ear, left_ear``; YuNet, SCRFD and RetinaFace give 5,
+``right_eye, left_eye, nose_tip, right_mouth_corner, left_mouth_corner`` ("right" is the
+person's right, the image's left). Files written before ``family`` and ``landmarks`` were
+recorded come from BlazeFace. Readers (alignment, overlay) go by K.
 """
 
 from __future__ import annotations
@@ -142,8 +149,9 @@ def scan_faces(
     return FaceScan(
         width=clip.width, height=clip.height, num_frames=total,
         fps=Fraction(clip.fps.numerator, clip.fps.denominator), cuts=cuts, tracks=tracks,
-        detector={"model": str(detector.model), "score": detector.score, "tiles": detector.tiles,
-                  "normalise": detector.normalise},
+        detector={"model": str(detector.model), "family": detector.family,
+                  "landmarks": list(detector.landmark_names), "score": detector.score,
+                  "tiles": detector.tiles, "normalise": detector.normalise},
         tracking=tracking,
         stats={"frames": total, "frames_with_faces": sum(1 for d in per_frame if d),
                "detections": sum(len(d) for d in per_frame),

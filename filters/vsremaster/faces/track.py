@@ -41,8 +41,10 @@ class Detection:
     Attributes:
         box: ``(x0, y0, x1, y1)`` in pixels.
         score: detector confidence, 0-1.
-        landmarks: ``(K, 2)`` points in pixels (BlazeFace: right eye, left eye, nose tip,
-            mouth centre, right ear, left ear), or None.
+        landmarks: ``(K, 2)`` points in pixels, or None. BlazeFace (K = 6): right eye, left
+            eye, nose tip, mouth centre, right ear, left ear; YuNet, SCRFD, RetinaFace
+            (K = 5): right eye, left eye, nose tip, right and left mouth corner ("right" is
+            the person's right, the image's left).
     """
 
     box: tuple[float, float, float, float]

@@ -21,7 +21,11 @@ from pathlib import Path
 from .._resources import manifest_path
 from ..errors import ModelError
 
-__all__ = ["PackageSource", "UserSource", "ModelSpec", "Manifest", "load_manifest"]
+__all__ = ["PackageSource", "UserSource", "ModelSpec", "Manifest", "load_manifest",
+           "DETECTOR_FAMILIES"]
+
+#: Output conventions a face detector's ONNX may follow (decoders: vsremaster/faces/detect.py).
+DETECTOR_FAMILIES = ("blazeface", "yunet", "scrfd", "retinaface")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +76,8 @@ class ModelSpec:
 
     Attributes:
         id: stable identifier used in scripts, e.g. ``realesrgan-x4plus``.
-        task: ``"upscale"``, ``"face-detect"`` or ``"face-restore"`` (later: deinterlace,
-            descratch, denoise).
+        task: ``"upscale"``, ``"deinterlace"``, ``"descratch"``, ``"face-detect"`` or
+            ``"face-restore"`` (later: denoise).
         arch: network architecture, e.g. ``SRVGGNetCompact``.
         paper: the method's source (paper or project).
         description: one line for ``vsremaster models list``.
@@ -104,6 +108,10 @@ class ModelSpec:
         shipped: for vsremaster's own trained models, the ONNX file name in the ``onnx/``
             folder that ships with the package (then ``package`` is empty and
             ``onnx_sha256`` is the committed file's; its model card and recipe sit beside it).
+        family, input_size: face detectors: the output convention the decoder follows (one
+            of :data:`DETECTOR_FAMILIES`; ``blazeface`` when the entry names none) and the
+            square input side in pixels used when the graph's input size is dynamic (0: the
+            graph fixes it, or the family's usual 640).
     """
 
     id: str
@@ -134,6 +142,8 @@ class ModelSpec:
     template: str = ""
     face_size: int = 0
     shipped: str = ""
+    family: str = ""
+    input_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +228,8 @@ def _parse(path: Path) -> Manifest:
                 template=m.get("template", ""),
                 face_size=int(m.get("face_size", 0)),
                 shipped=shipped,
+                family=m.get("family", "blazeface" if m["task"] == "face-detect" else ""),
+                input_size=int(m.get("input_size", 0)),
             )
             if user is None and not shipped and not spec.onnx_member and not (spec.param and spec.bin):
                 raise KeyError("source needs either 'onnx' or 'param' and 'bin'")
@@ -225,6 +237,9 @@ def _parse(path: Path) -> Manifest:
                 raise KeyError("onnx_sha256")
             if spec.task == "face-restore" and not (spec.template and spec.face_size):
                 raise KeyError("face restorers need 'template' and 'face_size'")
+            if spec.task == "face-detect" and spec.family not in DETECTOR_FAMILIES:
+                raise ValueError(f"family {spec.family!r}: face detectors decode as one of "
+                                 f"{', '.join(DETECTOR_FAMILIES)}")
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"malformed entry {m.get('id', '?')!r} in {path}: {exc!r}") from exc
         if user is None and not shipped and spec.package not in packages:

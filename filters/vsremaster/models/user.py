@@ -1,7 +1,13 @@
 """User-supplied weights: ``vsremaster models add FILE --as ID``.
 
-No registry package ships face-restoration weights, so the manifest lists those models with
-the official file name (``[models.user]``) and the user brings the file:
+No registry package ships face-restoration weights, nor the YuNet, SCRFD and RetinaFace face
+detectors, so the manifest lists those models with the official file name (``[models.user]``)
+and the user brings the file.
+
+A **face detector** (task ``face-detect``: YuNet, SCRFD, RetinaFace) must be an ONNX file; it
+is run once on a black input and its outputs are checked against the layout of the entry's
+``family`` (:func:`vsremaster.faces.detect.check_detector_onnx`: output names, counts and
+shapes). A **face restorer** may be:
 
 - an **ONNX file** (e.g. FaceFusion's ``gfpgan_1.4.onnx``) is checked for the model's I/O
   (one ``[1, 3, S, S]`` float image input in [-1, 1] with S the model's ``face_size``, an
@@ -228,8 +234,12 @@ def convert_checkpoint(src: Path, spec: ModelSpec, dest: Path,
 def add_model(src: Path, model_id: str) -> ModelReport:
     """Install the user's file ``src`` as manifest model ``model_id`` (replacing an earlier one).
 
+    Face restorers take an ONNX file or a checkpoint; face detectors an ONNX file whose
+    outputs follow the entry's ``family``. The installed file's sha256 is recorded.
+
     Raises:
-        ModelError: unknown id, a registry model, a missing or unsuitable file, or a failed
+        ModelError: unknown id, a registry model, a missing or unsuitable file (a detector
+            with another output layout: the message names the outputs expected), or a failed
             conversion; nothing is installed then.
     """
     spec = _user_spec(model_id)
@@ -239,7 +249,18 @@ def add_model(src: Path, model_id: str) -> ModelReport:
                          f"it at {spec.user.url})")
     start = time.perf_counter()
     source = {"file": src.name, "sha256": sha256_file(src)}
-    if src.suffix.lower() == ".onnx":
+    if spec.task == "face-detect":
+        if src.suffix.lower() != ".onnx":
+            raise ModelError(f"{src.name}: {spec.id} is added as an ONNX file "
+                             f"({spec.user.file}, see {spec.user.url}); convert it first")
+        from ..faces.detect import check_detector_onnx
+
+        def install(partial: Path):
+            shutil.copyfile(src, partial)
+            return None, check_detector_onnx(partial, spec, label=src)
+        against = (f"layout check: one run of the user's ONNX file, outputs decoded as "
+                   f"{spec.family} (no reference to compare with)")
+    elif src.suffix.lower() == ".onnx":
         def install(partial: Path):
             shutil.copyfile(src, partial)
             return None, check_face_onnx(partial, spec)
