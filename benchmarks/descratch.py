@@ -129,7 +129,7 @@ def structure_row(ours, sample_path) -> dict[str, np.ndarray]:
         want, _ = render(clip)
         a, b = want[2][0][y0:y0 + 128, x0:x0 + 128], got[2][0][y0:y0 + 128, x0:x0 + 128]
         diff = np.clip(np.abs(a.astype(np.int16) - b) * 8, 0, 255).astype(np.uint8)
-        row.update({f"{name}: clean in": a, "vsremaster out": b, "|diff| x8": diff})
+        row.update({f"{name}: clean in": a, f"{name}: out": b, f"{name}: |diff| x8": diff})
     return row
 
 

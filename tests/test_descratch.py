@@ -81,7 +81,7 @@ def test_mask_output_and_strength(clean, damaged):
 def test_other_formats_give_the_same_luma(damaged, fmt):
     broken, _ = damaged
     ref = plane(vsr.descratch(broken), 5)
-    kwargs = {"matrix_s": "470bg"} if fmt == vs.RGB24 else {}
+    kwargs = {"matrix_in_s": "470bg"} if fmt == vs.RGB24 else {}
     back = {"matrix_s": "470bg"} if fmt == vs.RGB24 else {}
     clip = core.resize.Point(broken, format=fmt, **kwargs)
     out = vsr.descratch(clip)
@@ -128,10 +128,12 @@ def test_real_vertical_structure_is_kept(sample_clip):
     vtest = core.bs.VideoSource(str(sample_clip("vtest")))[100:106]
     pole = core.std.Crop(vtest, left=364, right=768 - 364 - 128, top=96, bottom=576 - 96 - 288)
     out = vsr.descratch(pole)
+    found = vsr.descratch(pole, mask=True)
     for n in range(6):
         before, after = plane(pole, n), plane(out, n)
-        assert psnr(after, before) > 45
-        assert np.abs(after - before)[:, 56:72].mean() < 1.0  # the post's columns
+        post = slice(60, 68)  # the post's columns; walking people cross the rest
+        assert np.abs(after - before)[:200, post].mean() < 1.0
+        assert (plane(found, n)[:200, post] > 127).mean() < 0.02
 
 
 def test_script_gets_descratch_when_the_analysis_finds_damage(tmp_path, sample_clip, model):

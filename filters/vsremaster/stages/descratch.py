@@ -32,8 +32,10 @@ _LUMA = (0.2126, 0.7152, 0.0722)  # BT.709 luma weights, for RGB clips
 def _window(n: int, total: int, props: dict[int, vs.FrameProps]) -> list[int]:
     """Offsets of the five frames fed for frame ``n``: t-2 … t+2, with stand-ins for frames
     that are off the clip or across a scene change (``_SceneChangePrev`` on a frame cuts it
-    from the one before, ``_SceneChangeNext`` from the one after): the frame as far on the
-    other side, else the nearer one on the same side, else the current frame."""
+    from the one before, ``_SceneChangeNext`` from the one after): the nearest frame on the
+    same side that is in the shot, else the current frame. (Not the frame on the other side
+    in time: two equal neighbours that differ from the current frame would make every
+    moving edge look like a single-frame spot.)"""
     ok = {0: True}
     for side, key in ((-1, "_SceneChangePrev"), (1, "_SceneChangeNext")):
         near = 0 <= n + side < total and not props[0].get(key, 0)
@@ -41,8 +43,8 @@ def _window(n: int, total: int, props: dict[int, vs.FrameProps]) -> list[int]:
         ok[2 * side] = near and 0 <= n + 2 * side < total and not props[side].get(key, 0)
     out = []
     for d in (-2, -1, 0, 1, 2):
-        near = (1 if d > 0 else -1) if abs(d) == 2 else 0
-        out.append(next(k for k in (d, -d, near, -near, 0) if ok[k]))
+        step = 1 if d > 0 else -1
+        out.append(next(k for k in (d, d - step, 0) if ok[k]))
     return out
 
 
@@ -74,7 +76,7 @@ def descratch(
     colour around the luma) is filled under the same mask from the undamaged surroundings
     (normalised convolution, σ 3 px at chroma size), since damage takes a pixel's colour
     with it. Frames across a scene change (``_SceneChangePrev/_SceneChangeNext``) and past
-    the clip's ends are not used: the frame on the other side in time stands in, else the
+    the clip's ends are not used: the nearest frame on the same side stands in, else the
     current one.
 
     Args:

@@ -13,13 +13,14 @@ cur)``, so a pixel the network does not flag is passed through, and ``a`` is the
 can inspect.
 
 **Data** (:class:`DamageSampler`): clean five-frame windows of real footage
-(:class:`~.data.WindowSampler`: real clips and photographs moved along camera paths), to
-which, before any damage and so part of the truth:
+(:class:`~.data.WindowSampler`: real clips and photographs moved along camera paths of up to
+16 px/frame), to which, before any damage and so part of the truth:
 
-- *real vertical structure*: with probability 0.4, one to three thin vertical objects (poles,
-  strings, edges: 1-5 px wide, tilted up to 2°, opaque or nearly, tones a moderate step from
-  their surroundings, some with a shadow line beside them), still or moving sideways with
-  the scene up to 3 px/frame;
+- *real vertical structure*: with probability 0.6, one to three vertical objects (poles,
+  strings: 1-5 px wide; or, one in three, bars 12-60 px wide whose sides are long straight
+  edges; tilted up to 2°, opaque or nearly, tones a moderate step from their surroundings,
+  some with a shadow line beside them), still or moving sideways with the scene up to
+  3 px/frame;
 - *global brightness changes* (flicker): with probability 0.3 each frame's gain varies by a
   few per cent;
 - mild sensor noise (Gaussian, σ up to 3 on the 8-bit scale) with probability 0.5,
@@ -31,8 +32,10 @@ into shifted fragments, frame-high vertical lines, blotches (local brightness ch
 and hairs, snow.
 
 **Loss**: Charbonnier (ε = 1e-3) of the output against the clean frame, damaged pixels
-weighted 10× (they are a few per cent of the pixels), plus 0.05 × binary cross-entropy of
-``a`` against the visible damage (``|damaged - clean|`` over 4 levels, clipped to 1).
+weighted 10× (they are a few per cent of the pixels); plus the Charbonnier of the
+replacement ``r`` itself over the damaged pixels (so the fill learns without waiting for the
+detector); plus 0.2 × binary cross-entropy of ``a`` against the visible damage
+(``|damaged - clean|`` over 4 levels, clipped to 1).
 
 **Recipe**: ``python -m vsremaster.training descratch footage|train|export`` (see ``--help``).
 """
@@ -57,8 +60,9 @@ RECIPE = {
     "widths": (24, 48, 64),
     "blocks": (1, 2, 2),
     "size": (96, 128),
+    "max_motion": 16.0,
     "batch": 8,
-    "steps": 5000,
+    "steps": 4000,
     "warmup": 300,
     "lr": 1e-3,
     "seed": 0,
@@ -66,7 +70,7 @@ RECIPE = {
 """The configuration that produced ``onnx/vsr-descratch-v1.onnx``."""
 
 _VISIBLE = 4.0  # levels (8-bit scale) of change at which damage counts as fully visible
-_BCE_WEIGHT = 0.05
+_BCE_WEIGHT = 0.2
 _DAMAGE_WEIGHT = 9.0  # damaged pixels weigh 10× in the Charbonnier term (they are few)
 
 
@@ -139,7 +143,7 @@ def _structure(rng: np.random.Generator, frames: np.ndarray) -> np.ndarray:
         x = rng.uniform(4, w - 4) + velocity * (np.arange(f) - mid)
         span = int(h if rng.random() < 0.6 else rng.integers(h // 3, h + 1))
         top = int(rng.integers(0, h - span + 1))
-        width = rng.uniform(1.0, 5.0)
+        width = rng.uniform(12.0, 60.0) if rng.random() < 0.3 else rng.uniform(1.0, 5.0)
         slope = math.tan(math.radians(rng.uniform(-2, 2)))
         level = float(np.median(frames[f // 2]))
         step = rng.uniform(25, 90) * (1 if rng.random() < 0.5 else -1)
@@ -178,7 +182,7 @@ class DamageSampler:
         clean one with its structure, flicker and noise (all part of the truth)."""
         rng = self.rng
         x = clean.astype(np.float32) * 255
-        if rng.random() < 0.4:
+        if rng.random() < 0.6:
             x = _structure(rng, x)
         if rng.random() < 0.3:
             x = x * (1 + rng.normal(0, 0.03, (len(x), 1, 1))).astype(np.float32)
@@ -208,13 +212,14 @@ def make_sampler(luma: dict, device: str = "cpu", recipe: dict = RECIPE) -> Dama
     """The recipe's training batches from ``load_luma`` footage (damage drawn on the CPU)."""
     from .data import WindowSampler
 
-    return DamageSampler(WindowSampler(luma, size=recipe["size"], seed=recipe["seed"]),
-                         seed=recipe["seed"])
+    return DamageSampler(WindowSampler(luma, size=recipe["size"], seed=recipe["seed"],
+                                       max_motion=recipe["max_motion"]), seed=recipe["seed"])
 
 
 def loss(model, batch):
     """Charbonnier (ε = 1e-3) of the output against the truth, damaged pixels weighted 10×,
-    + 0.05 × BCE of the damage probability against the visible damage."""
+    + Charbonnier of the replacement on the damaged pixels alone + 0.2 × BCE of the damage
+    probability against the visible damage."""
     torch = _torch()
     damaged, truth, visible = (b.to(next(model.parameters()).device) for b in batch)
     a, r = model(damaged).float().split(1, 1)
@@ -223,7 +228,9 @@ def loss(model, batch):
     bce = torch.nn.functional.binary_cross_entropy(a.clamp(1e-6, 1 - 1e-6), visible)
     weight = 1 + _DAMAGE_WEIGHT * visible
     charbonnier = (torch.sqrt(diff * diff + 1e-6) * weight).sum() / weight.sum()
-    return charbonnier + _BCE_WEIGHT * bce
+    fill = r - truth  # the replacement, learned directly where the damage is
+    fill = (torch.sqrt(fill * fill + 1e-6) * visible).sum() / (visible.sum() + 1.0)
+    return charbonnier + fill + _BCE_WEIGHT * bce
 
 
 def export(checkpoint, onnx_path, metrics: str = "") -> dict:
@@ -257,8 +264,8 @@ def export(checkpoint, onnx_path, metrics: str = "") -> dict:
         export={**result, "step": step},
         recipe={**RECIPE, "optimiser": "AdamW, weight decay 1e-4, 300 warm-up steps, cosine "
                 "to lr/100, grad-norm clip 1.0", "loss": "Charbonnier (ε 1e-3) on frame t, "
-                "damaged pixels weighted 10×, + 0.05 × BCE of the damage probability against "
-                "the visible damage",
+                "damaged pixels weighted 10×, + Charbonnier of the replacement on the damaged "
+                "pixels + 0.2 × BCE of the damage probability against the visible damage",
                 "steps trained": step},
         commands=(
             "python -m vsremaster.training descratch footage out/footage\n"
@@ -270,11 +277,12 @@ def export(checkpoint, onnx_path, metrics: str = "") -> dict:
         data=(
             f"Real footage only: the clips {', '.join(TRAINING_CLIPS)} and "
             f"{len(TRAINING_PHOTOS)} opencv-doc photographs moved along random camera paths "
-            "(the deinterlacer's sampler, `vsremaster.training.data`), each file checked by "
-            f"sha256; crops of {RECIPE['size'][0]}×{RECIPE['size'][1]}. Real vertical "
-            "structure is added to 40 % of the clean windows (thin opaque poles, strings and "
-            "edges with moderate contrast, some with a shadow line, still or moving with the "
-            "scene) and kept in the truth, so the network learns to leave it. The benchmark "
+            "(the deinterlacer's sampler, `vsremaster.training.data`, pans up to 16 px/frame), "
+            f"each file checked by sha256; crops of {RECIPE['size'][0]}×{RECIPE['size'][1]}. "
+            "Real vertical structure is added to 60 % of the clean windows (thin opaque poles "
+            "and strings, and bars with long straight edges, moderate contrast, some with a "
+            "shadow line, still or moving with the scene) and kept in the truth, so the "
+            "network learns to leave it. The benchmark "
             "clips (bikes, box, cup) are not used."),
         degradations=(
             "`vsremaster.training.degrade.film` with a random mix per window: persistent, "
