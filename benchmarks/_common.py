@@ -29,6 +29,13 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical cores, {ram:.0f} GiB RAM"
 
 
+def package_versions(*names: str) -> dict[str, str]:
+    """Installed version of each distribution, for :func:`record`."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in names}
+
+
 def record(title: str, versions: dict[str, str], table: str, notes: str = "") -> None:
     """Append a dated section with the machine, versions, command and table to RESULTS.md."""
     command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])

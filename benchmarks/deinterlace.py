@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import render, ssim
+from _common import package_versions, record, render, ssim
 
 CLIPS = ("bikes", "box", "cup")
 SPEED_SIZE = (720, 480)
@@ -207,13 +207,9 @@ def main() -> int:
     text = "\n".join(table)
     print(text)
     if args.record:
-        from importlib.metadata import version
-
-        from _common import record
-
-        versions = {k: version(k) for k in (
+        versions = package_versions(
             "vapoursynth", "onnxruntime", "vsjetpack", "vapoursynth-bwdif", "vapoursynth-znedi3",
-            "vapoursynth-mvtools", "vapoursynth-mvutensils")}
+            "vapoursynth-mvtools", "vapoursynth-mvutensils")
         record("Deinterlace (MSU protocol): vsremaster vs bwdif, znedi3, QTGMC", versions, text,
                f"{args.frames} progressive frames per clip, TFF; clips not used in training. "
                "vsremaster runs ONNX Runtime on the CPU.")

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import render, ssim
+from _common import package_versions, record, render, ssim
 
 CLIPS = {"bikes": 11, "box": 12, "cup": 13}  # clip: damage seed
 SPEED_SIZE = (720, 480)
@@ -196,12 +196,8 @@ def main() -> int:
     text = "\n".join(table)
     print(text)
     if args.record:
-        from importlib.metadata import version
-
-        from _common import record
-
-        versions = {k: version(k) for k in (
-            "vapoursynth", "onnxruntime", "vapoursynth-descratch", "vapoursynth-mvtools")}
+        versions = package_versions(
+            "vapoursynth", "onnxruntime", "vapoursynth-descratch", "vapoursynth-mvtools")
         record("Descratch: vsremaster vs DeScratch and an MC temporal median", versions, text,
                f"{args.frames} frames per clip, scored frames {SKIP}…{args.frames - SKIP - 1}; "
                "damage: `add_film_damage` default mix, seeds " + ", ".join(

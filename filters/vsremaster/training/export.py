@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["export_onnx", "write_card"]
+__all__ = ["export_onnx", "export_recipe", "write_card"]
 
 
 def export_onnx(
@@ -125,3 +125,63 @@ Reproduce:
 """
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def export_recipe(
+    model,
+    recipe: dict,
+    checkpoint: Path,
+    onnx_path: Path,
+    *,
+    stage: str,
+    channels: int,
+    input_name: str,
+    output_name: str,
+    loss: str,
+    device: str,
+    scratch: str,
+    metrics: str,
+    **card: str,
+) -> dict[str, object]:
+    """Load ``checkpoint`` into ``model``, export it (checked by :func:`export_onnx` on a
+    seeded ``(1, channels, 64, 96)`` input; batch, height and width dynamic) and write the
+    model card beside it: the recipe table (with the optimiser the loop runs on ``device``,
+    ``loss`` and the steps trained), the commands that reproduce it (``scratch``: the
+    checkpoint's file name under ``out/``), ``metrics`` (the benchmark's table, else a
+    pointer to ``benchmarks/STAGE.py``) and the ``card`` texts (summary, data, degradations,
+    limitations) of :func:`write_card`.
+
+    Returns:
+        ``{"step", "sha256", "max_abs_error", "parameters"}``.
+    """
+    import torch
+
+    from .loop import load_weights
+
+    onnx_path = Path(onnx_path)
+    step = load_weights(model, Path(checkpoint))
+    example = torch.rand(1, channels, 64, 96, generator=torch.Generator().manual_seed(0))
+    result = export_onnx(model, example, onnx_path, input_name=input_name,
+                         output_name=output_name, dynamic={0: "n", 2: "h", 3: "w"})
+    amp = "bf16 autocast, " if device.startswith("cuda") else ""
+    optimiser = (f"AdamW, weight decay 1e-4, {recipe.get('warmup', 500)} warm-up steps, "
+                 f"cosine to lr/100, {amp}grad-norm clip 1.0")
+    run = "python -m vsremaster.training " + stage
+    write_card(
+        onnx_path.with_suffix(".md"),
+        model_id=recipe["model_id"],
+        onnx_file=onnx_path,
+        export={**result, "step": step},
+        recipe={**recipe, "optimiser": optimiser, "loss": loss, "steps trained": step},
+        commands="\n".join((
+            f"{run} footage out/footage",
+            f"{run} train out/footage out/{scratch} --device {device}   # resumable: --seconds S",
+            f"{run} export out/{scratch} onnx/{recipe['model_id']}.onnx --metrics TABLE.md",
+            f"python benchmarks/{stage}.py --record   # the scores below")),
+        metrics=metrics or f"Not measured yet: run `python benchmarks/{stage}.py`.",
+        licence="MIT (vsremaster); the training footage's own licences are listed in "
+                "`vsremaster.samples` and `vsremaster.training.data`",
+        **card,
+    )
+    return {"step": step, **result}
+
