@@ -41,3 +41,14 @@ def ncnn_source() -> Callable[[str], Path]:
 def model() -> Callable[[str], LoadedModel]:
     """Factory: manifest id -> installed, checksum-verified model (fails if not installed)."""
     return resolve_model
+
+
+@pytest.fixture(scope="session")
+def cup_crop(sample_clip):
+    """12 frames of real footage (a hand-held cup, a benchmark clip), cropped to 256x160,
+    marked progressive: the temporal stages' test clip."""
+    import vapoursynth as vs
+
+    core = vs.core
+    clip = core.bs.VideoSource(str(sample_clip("cup")))[60:72]
+    return core.std.SetFieldBased(core.std.Crop(clip, 200, 184, 160, 160), 0)

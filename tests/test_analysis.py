@@ -48,8 +48,9 @@ def test_recommendations_follow_what_is_wrong(vtest):
     il = stages(recommend(analyze(interlace(vtest, tff=False), every=5).title))
     assert il["deinterlace"]["params"] == {"tff": False} and "BFF" in il["deinterlace"]["reason"]
     noisy = stages(recommend(analyze(add_gaussian_noise(vtest, 8, 5, seed=3), every=5).title))
-    assert noisy["denoise"]["params"]["sigma"] == pytest.approx(8.0, abs=0.8)
-    assert not noisy["denoise"]["available"]  # said, not hidden: the stage comes later
+    sigma = noisy["denoise"]["params"]["sigma"]  # per plane: luma 8, chroma 5
+    assert sigma == pytest.approx([8.0, 5.0, 5.0], abs=0.8)
+    assert noisy["denoise"]["params"]["mode"] == "noise" and noisy["denoise"]["available"]
     scratched = stages(recommend(analyze(add_scratches(vtest, seed=3)[0], every=5).title))
     assert "descratch" in scratched
 

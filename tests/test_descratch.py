@@ -16,10 +16,8 @@ core = vs.core
 
 
 @pytest.fixture(scope="module")
-def clean(sample_clip):
-    """12 frames of real footage (a hand-held cup), cropped to 256x160."""
-    clip = core.bs.VideoSource(str(sample_clip("cup")))[60:72]
-    return core.std.SetFieldBased(core.std.Crop(clip, 200, 184, 160, 160), 0)
+def clean(cup_crop):
+    return cup_crop
 
 
 @pytest.fixture(scope="module")

@@ -83,3 +83,26 @@ def test_descratch_structure_is_content_with_its_own_motion():
     moving = [not np.allclose(d[0], d[4]) for d in drawn]
     assert any(moving) and not all(moving)
     assert all(20 - 1e-3 <= d[d != 60].min() and d.max() <= 230 + 1e-3 for d in drawn)
+
+
+def test_denoise_data_has_the_noise_level_its_map_says(footage):
+    from vsremaster.training import denoise
+
+    windows = WindowSampler(footage, size=(64, 96), seed=2)
+    pool = denoise.codec_pool(WindowSampler(footage, frames=8, size=(96, 128), seed=3), 6)
+    clean, coded, sigma = pool
+    assert coded.shape == clean.shape == (6, 8, 96, 128)
+    errors = np.sqrt(((coded.astype(float) - clean) ** 2).mean((1, 2, 3)))
+    assert (errors > 0.3).all() and (errors < 20).all()  # damaged, not destroyed
+    sampler = denoise.NoiseSampler(windows, pool, size=(64, 96), compressed=0.25, seed=0)
+    x, truth = sampler(16)
+    assert x.shape == (16, 7, 64, 96) and truth.shape == (16, 1, 64, 96)
+    frames = x[:, :5] * 255
+    assert torch.allclose(frames, frames.round(), atol=1e-3)  # 8-bit like a source
+    noise_sigma, coded_flag = x[:, 5, 0, 0] * denoise.SIGMA_SCALE, x[:, 6, 0, 0]
+    assert coded_flag.tolist() == [0.0] * 12 + [1.0] * 4
+    for i in range(12):  # the map is the noise's RMS (clipping at black/white lowers it)
+        rms = float(((x[i, 2] - truth[i, 0]) * 255).pow(2).mean().sqrt())
+        assert rms == pytest.approx(float(noise_sigma[i]), abs=0.35 + 0.12 * float(noise_sigma[i]))
+    model = denoise.build({**denoise.RECIPE, "widths": (8, 8, 8), "blocks": (1, 1, 1)})
+    assert torch.equal(model(x), x[:, 2:3])  # untrained: the identity

@@ -6,6 +6,7 @@ Every stage is a plain VapourSynth filter function: it takes a clip and returns 
     import vsremaster as vsr
     clip = vs.core.bs.VideoSource("title.mkv")
     clip = vsr.deinterlace(clip)
+    clip = vsr.denoise(clip, sigma=[6.0, 3.0, 3.0])
     clip = vsr.descratch(clip)
     clip = vsr.upscale(clip, model="realesrgan-x4plus", width=2880, height=1920)
     clip = vsr.face_enhance(clip, tracks="title.faces.json", model="gfpgan-1.4")
@@ -17,11 +18,12 @@ VapourSynth is not installed (a GPU training machine).
 
 from importlib import import_module
 
-__all__ = ["deinterlace", "descratch", "face_enhance", "mark_scene_changes", "upscale"]
+__all__ = ["deinterlace", "denoise", "descratch", "face_enhance", "mark_scene_changes", "upscale"]
 __version__ = "0.1.0"
 
 _STAGES = {
     "deinterlace": ".stages.deinterlace",
+    "denoise": ".stages.denoise",
     "descratch": ".stages.descratch",
     "face_enhance": ".faces.restore",
     "mark_scene_changes": ".analysis.scenes",

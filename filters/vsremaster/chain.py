@@ -198,7 +198,9 @@ def plan_chain(
         InputError: unknown preset or field order, or a telecined source (no IVTC stage
             yet; the message says how to proceed). Interlaced sources get a ``deinterlace``
             step (double-rate bob) before the upscale; sources the analysis finds damaged
-            (its ``descratch`` recommendation) get a ``descratch`` step after the bob.
+            (its ``descratch`` recommendation) get a ``descratch`` step after the bob, noisy or
+            compressed ones (``denoise``) a ``denoise`` step with the measured sigma per
+            plane before it (the descratcher was trained on footage with little noise).
         ModelError: the model is unknown, not installed (the message names the fetch
             command) or altered.
     """
@@ -222,14 +224,25 @@ def plan_chain(
                           f"double rate ({float(source.fps) * 2:.3f} fps) with vsremaster's "
                           f"network {DEFAULT_DEINTERLACE_MODEL}, the source's own lines kept.",
                           kwargs))
+    bob = bool(steps)
     recs = (report or {}).get("recommendation", [])
+    noise = next((r for r in recs if r["stage"] == "denoise"), None)
+    if noise is not None:
+        from .stages.denoise import DEFAULT_DENOISE_MODEL
+
+        resolve_model(DEFAULT_DENOISE_MODEL)
+        kwargs = {**noise["params"], **({"backend": backend} if backend != "auto" else {})}
+        after = " (after the bob)" if bob else ""
+        steps.append(Step("denoise", f"Denoise{after} with vsremaster's temporal network "
+                          f"{DEFAULT_DENOISE_MODEL}, sigma per plane as measured (8-bit "
+                          f"scale). Analysis: {noise['reason']}.", kwargs))
     damage = next((r for r in recs if r["stage"] == "descratch"), None)
     if damage is not None:
         from .stages.descratch import DEFAULT_DESCRATCH_MODEL
 
         resolve_model(DEFAULT_DESCRATCH_MODEL)
         kwargs = {"backend": backend} if backend != "auto" else {}
-        after = " (after the bob: it needs progressive frames)" if steps else ""
+        after = " (after the bob: it needs progressive frames)" if bob else ""
         steps.append(Step("descratch", f"Remove scratches, lines, dust and snow{after} with "
                           f"vsremaster's network {DEFAULT_DESCRATCH_MODEL}. Analysis: "
                           f"{damage['reason']}.", kwargs))

@@ -11,8 +11,9 @@ ivtc            telecine cadence found (inverse telecine, e.g. vivtc VFM + VDeci
 descratch       scratches on >= 30 % of analysed frames, or dust on >= 70 % of them
                 covering >= 0.1 per mille of the picture on average (fast motion makes
                 isolated false detections: about 12 % / 50 % of frames on a fast pan)
-denoise         luma noise sigma >= 2.0 (parameter: the sigma; "compression" mode when
-                blockiness >= 1.25 or ringing >= 2.0, also below that sigma)
+denoise         luma noise sigma >= 2.0 (parameters: the sigma per plane, capped at 30;
+                "compression" mode, sigma 0, when blockiness >= 1.25 or ringing >= 2.0
+                and the noise is below that; "both" when both)
 upscale         always (the model comes from the preset)
 ============== ======================================================================
 
@@ -34,6 +35,7 @@ _DUST_COVERAGE = 1e-4
 _NOISE_SIGMA = 2.0
 _BLOCKINESS = 1.25
 _RINGING = 2.0
+_SIGMA_CAP = 30.0  # the denoiser's range
 
 
 def _get(summary: dict[str, Any], metric: str, key: str, default: Any = None) -> Any:
@@ -87,11 +89,14 @@ def recommend(title: dict[str, Any]) -> list[dict[str, Any]]:
     ringing = float(_get(title, "Compression", "ringing", 0.0))
     compressed = block >= _BLOCKINESS or ringing >= _RINGING
     if sigma >= _NOISE_SIGMA or compressed:
-        mode = "both" if sigma >= _NOISE_SIGMA and compressed else (
-            "compression" if compressed else "noise")
-        add("denoise", {"sigma": round(sigma, 1), "mode": mode},
-            f"luma noise sigma {sigma:.1f} (8-bit scale); blockiness {block:.2f}, "
-            f"ringing {ringing:.2f}")
+        noisy = sigma >= _NOISE_SIGMA
+        mode = "both" if noisy and compressed else ("compression" if compressed else "noise")
+        # per plane, capped at what the model covers; codec damage alone gets sigma 0
+        planes = [sigma, *(float(_get(title, "Noise", f"sigma_{p}", sigma)) for p in "uv")]
+        params = {"sigma": [round(min(s, _SIGMA_CAP), 1) if noisy else 0.0 for s in planes],
+                  "mode": mode}
+        add("denoise", params, f"luma noise sigma {sigma:.1f} (8-bit scale); blockiness "
+            f"{block:.2f}, ringing {ringing:.2f}")
 
     blur = _get(title, "Blur", "sigma")
     add("upscale", {}, f"the source's edges are blurred by about {float(blur):.1f} px"

@@ -76,8 +76,8 @@ class ModelSpec:
 
     Attributes:
         id: stable identifier used in scripts, e.g. ``realesrgan-x4plus``.
-        task: ``"upscale"``, ``"deinterlace"``, ``"descratch"``, ``"face-detect"`` or
-            ``"face-restore"`` (later: denoise).
+        task: ``"upscale"``, ``"deinterlace"``, ``"descratch"``, ``"denoise"``,
+            ``"face-detect"`` or ``"face-restore"``.
         arch: network architecture, e.g. ``SRVGGNetCompact``.
         paper: the method's source (paper or project).
         description: one line for ``vsremaster models list``.

@@ -13,6 +13,7 @@ from ..models.store import stage_model_path
 from ..runtime.frames import check_clip
 from ..runtime.session import Backend, SessionConfig, check_backend, get_pool, stream_count
 from ..runtime.tiling import plan_tiles, run_tiled
+from .window import NEIGHBOURS, neighbour_clips, window_offsets
 
 __all__ = ["descratch", "DEFAULT_DESCRATCH_MODEL", "DAMAGE_AREA_PROP"]
 
@@ -23,29 +24,9 @@ DAMAGE_AREA_PROP = "VSRDamageArea"
 """Frame property: share of the frame's pixels the model flagged as damage (probability
 > 0.5), 0-1."""
 
-_OFFSETS = (-2, -1, 1, 2)  # neighbouring frames the model sees besides the current one
 _MULTIPLE = 4  # the network down-samples twice
 _CHROMA_SIGMA = 3.0  # px at chroma size: reach of the fill under the mask
 _LUMA = (0.2126, 0.7152, 0.0722)  # BT.709 luma weights, for RGB clips
-
-
-def _window(n: int, total: int, props: dict[int, vs.FrameProps]) -> list[int]:
-    """Offsets of the five frames fed for frame ``n``: t-2 … t+2, with stand-ins for frames
-    that are off the clip or across a scene change (``_SceneChangePrev`` on a frame cuts it
-    from the one before, ``_SceneChangeNext`` from the one after): the nearest frame on the
-    same side that is in the shot, else the current frame. (Not the frame on the other side
-    in time: two equal neighbours that differ from the current frame would make every
-    moving edge look like a single-frame spot.)"""
-    ok = {0: True}
-    for side, key in ((-1, "_SceneChangePrev"), (1, "_SceneChangeNext")):
-        near = 0 <= n + side < total and not props[0].get(key, 0)
-        ok[side] = near
-        ok[2 * side] = near and 0 <= n + 2 * side < total and not props[side].get(key, 0)
-    out = []
-    for d in (-2, -1, 0, 1, 2):
-        step = 1 if d > 0 else -1
-        out.append(next(k for k in (d, d - step, 0) if ok[k]))
-    return out
 
 
 def _fill(plane: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -118,10 +99,8 @@ def descratch(
     pool = get_pool(SessionConfig(model=path, backend=backend, num_streams=streams))
 
     total = clip.num_frames
-    shifted = {0: clip}
-    for d in _OFFSETS:
-        shifted[d] = clip[0] * -d + clip[:d] if d < 0 else clip[d:] + clip[-1] * d
-    keys = (0, *_OFFSETS)
+    shifted = neighbour_clips(clip)
+    keys = (0, *NEIGHBOURS)
     plan = plan_tiles(clip.width, clip.height, tile=None, overlap=0, multiple=_MULTIPLE)
     integer = fmt.sample_type == vs.INTEGER
     peak = (1 << fmt.bits_per_sample) - 1 if integer else 1.0
@@ -136,7 +115,7 @@ def descratch(
         """(current luma, damage probability × strength, replacement) in 0-1."""
         props = {-1: f[2].props, 0: f[0].props, 1: f[3].props}
         lumas = {d: luma(f[i]) for i, d in enumerate(keys)}
-        x = np.stack([lumas[d] for d in _window(n, total, props)])[None]
+        x = np.stack([lumas[d] for d in window_offsets(n, total, props)])[None]
         y = run_tiled(x, pool.run, plan, scale=1)[0]
         return lumas[0], np.clip(y[0] * strength, 0.0, 1.0), y[1]
 

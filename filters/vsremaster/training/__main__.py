@@ -4,7 +4,8 @@
     python -m vsremaster.training STAGE train DIR CKPT [--device cuda] [--seconds S]
     python -m vsremaster.training STAGE export CKPT onnx/vsr-STAGE-v1.onnx [--metrics T.md]
 
-STAGE is ``deinterlace`` (vsr-deinterlace-v1) or ``descratch`` (vsr-descratch-v1).
+STAGE is ``deinterlace`` (vsr-deinterlace-v1), ``descratch`` (vsr-descratch-v1) or
+``denoise`` (vsr-denoise-v1).
 
 ``train`` resumes from ``CKPT`` when it exists, so a run can be split across calls with a
 time limit (``--seconds``); the schedule is fixed by the recipe's step count. Needs the
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     stages = parser.add_subparsers(dest="stage", required=True)
     for stage, what in (("deinterlace", "the field-interpolation network"),
-                        ("descratch", "the scratch, dust and line remover")):
+                        ("descratch", "the scratch, dust and line remover"),
+                        ("denoise", "the noise and codec-damage remover")):
         cmds = stages.add_parser(stage, help=what).add_subparsers(dest="command", required=True)
         p = cmds.add_parser("footage", help="fetch the training footage (real clips and photos)")
         p.add_argument("dir", type=Path)
