@@ -308,8 +308,9 @@ def export(checkpoint, onnx_path, metrics: str = "") -> dict:
         limitations=(
             "Trained on a 2-core CPU for a short schedule (4500 steps, about 50 minutes; "
             "the device machine was not lent for this model). It does not reach the "
-            "issue's targets yet: on the benchmark's smooth clips it is about 0.5 dB behind "
-            "BM3D at σ 10 and 20, and it gains only a few tenths of a dB on heavy H.264 "
+            "issue's targets yet: on the smooth, fast-panning bikes clip it is 0.3–0.4 dB "
+            "behind BM3D at σ 10 and 20 (ahead on box and cup), it leaves residual flicker "
+            "on static shots, and on heavy H.264 and MPEG-2 it gains less than a tuned BM3D "
             "(see Metrics); a longer run, a wider network and heavier codec damage in the "
             "pool are the next steps. Trained on luma; chroma planes get the same network. Codec damage of other codecs "
             "(MPEG-4 ASP, VC-1, JPEG) and noise above σ 30 are outside its data. Motion "
