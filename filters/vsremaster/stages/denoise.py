@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def _sigmas(clip: vs.VideoNode, sigma, mode: str) -> list[float]:
     if sigma is None:
         sigmas = [0.0] * planes if mode == "compression" else estimate_sigma(clip)
         return [min(s, SIGMA_MAX) for s in sigmas]
-    values = [float(sigma)] if isinstance(sigma, (int, float)) else [float(s) for s in sigma]
+    values = [float(sigma)] if isinstance(sigma, numbers.Real) else [float(s) for s in sigma]
     if len(values) == 1:
         values *= planes
     if len(values) != planes:
