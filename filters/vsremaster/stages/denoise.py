@@ -12,11 +12,12 @@ import numpy as np
 import vapoursynth as vs
 
 from ..errors import InputError
-from ..models.store import stage_model_path
 from ..runtime.frames import check_clip, read_plane8
-from ..runtime.session import Backend, SessionConfig, check_backend, get_pool, stream_count
+from ..runtime.session import Backend
 from ..runtime.tiling import plan_tiles, run_tiled
-from .window import NEIGHBOURS, neighbour_clips, window_offsets
+from .temporal import (
+    NEIGHBOURS, neighbour_clips, open_model, require_progressive, window_offsets,
+)
 
 __all__ = ["denoise", "estimate_sigma", "DEFAULT_DENOISE_MODEL", "MODES", "SIGMA_MAX",
            "SIGMA_PROP"]
@@ -132,19 +133,10 @@ def denoise(
     for name, value in (("strength", strength), ("keep_grain", keep_grain)):
         if not 0.0 <= value <= 1.0:
             raise InputError(f"denoise: {name} must be between 0 and 1, got {value}")
-    field_based = clip.get_frame(0).props.get("_FieldBased", 0)
-    if field_based in (1, 2):
-        raise InputError(
-            f"denoise: the clip is interlaced (_FieldBased={field_based}); the model needs "
-            "progressive frames: deinterlace first (vsremaster.deinterlace), or "
-            "std.SetFieldBased(clip, 0) if it is progressive"
-        )
-    path = stage_model_path(model, "denoise", "denoise")
+    require_progressive(clip, "denoise")
+    pool = open_model(model, "denoise", backend, num_streams)
     sigmas = _sigmas(clip, sigma, mode)
     coded = 0.0 if mode == "noise" else 1.0
-    backend = check_backend(backend)
-    streams, _ = stream_count(backend, num_streams, "denoise")
-    pool = get_pool(SessionConfig(model=path, backend=backend, num_streams=streams))
 
     total = clip.num_frames
     shifted = neighbour_clips(clip)
@@ -154,16 +146,16 @@ def denoise(
     # float chroma is centred on 0: shift it to the model's 0-1
     offsets = [0.5 if not integer and fmt.color_family == vs.YUV and p else 0.0
                for p in range(fmt.num_planes)]
-    plans = {}
+    plans, maps = {}, {}  # per plane: tile plan, and the constant noise/compression maps
 
     def plane_out(p: int, frames: list[np.ndarray]) -> np.ndarray:
-        h, w = frames[0].shape
-        if (w, h) not in plans:
-            plans[w, h] = plan_tiles(w, h, tile=None, overlap=0, multiple=_MULTIPLE)
-        maps = [np.full((h, w), sigmas[p] / _SIGMA_SCALE, np.float32),
-                np.full((h, w), coded, np.float32)]
-        x = np.stack([*frames, *maps])[None]
-        d = run_tiled(x, pool.run, plans[w, h], scale=1)[0, 0]
+        if p not in plans:
+            h, w = frames[0].shape
+            plans[p] = plan_tiles(w, h, tile=None, overlap=0, multiple=_MULTIPLE)
+            maps[p] = [np.full((h, w), sigmas[p] / _SIGMA_SCALE, np.float32),
+                       np.full((h, w), coded, np.float32)]
+        x = np.stack([*frames, *maps[p]])[None]
+        d = run_tiled(x, pool.run, plans[p], scale=1)[0, 0]
         cur = frames[2]
         if keep_grain:
             removed = cur - d
@@ -185,9 +177,4 @@ def denoise(
         dst.props[SIGMA_PROP] = sigmas
         return dst
 
-    sources = [shifted[d] for d in keys]
-
-    def per_frame(n: int) -> vs.VideoNode:
-        return core.std.ModifyFrame(clip, sources, restore)
-
-    return core.std.FrameEval(clip, per_frame, clip_src=sources)
+    return core.std.ModifyFrame(clip, [shifted[d] for d in keys], restore)

@@ -9,11 +9,12 @@ import numpy as np
 import vapoursynth as vs
 
 from ..errors import InputError
-from ..models.store import stage_model_path
 from ..runtime.frames import check_clip
-from ..runtime.session import Backend, SessionConfig, check_backend, get_pool, stream_count
+from ..runtime.session import Backend
 from ..runtime.tiling import plan_tiles, run_tiled
-from .window import NEIGHBOURS, neighbour_clips, window_offsets
+from .temporal import (
+    NEIGHBOURS, neighbour_clips, open_model, require_progressive, window_offsets,
+)
 
 __all__ = ["descratch", "DEFAULT_DESCRATCH_MODEL", "DAMAGE_AREA_PROP"]
 
@@ -86,17 +87,8 @@ def descratch(
     fmt = check_clip(clip, "descratch")
     if not 0.0 <= strength <= 1.0:
         raise InputError(f"descratch: strength must be between 0 and 1, got {strength}")
-    field_based = clip.get_frame(0).props.get("_FieldBased", 0)
-    if field_based in (1, 2):
-        raise InputError(
-            "descratch: the clip is interlaced (_FieldBased="
-            f"{field_based}); the model needs progressive frames: deinterlace first "
-            "(vsremaster.deinterlace), or std.SetFieldBased(clip, 0) if it is progressive"
-        )
-    path = stage_model_path(model, "descratch", "descratch")
-    backend = check_backend(backend)
-    streams, _ = stream_count(backend, num_streams, "descratch")
-    pool = get_pool(SessionConfig(model=path, backend=backend, num_streams=streams))
+    require_progressive(clip, "descratch")
+    pool = open_model(model, "descratch", backend, num_streams)
 
     total = clip.num_frames
     shifted = neighbour_clips(clip)
@@ -155,8 +147,4 @@ def descratch(
 
     sources = [shifted[d] for d in keys] + ([canvas] if mask else [])
     func = show_mask if mask else restore
-
-    def per_frame(n: int) -> vs.VideoNode:
-        return core.std.ModifyFrame(canvas, sources, func)
-
-    return core.std.FrameEval(canvas, per_frame, clip_src=sources)
+    return core.std.ModifyFrame(canvas, sources, func)

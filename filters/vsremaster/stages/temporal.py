@@ -1,0 +1,82 @@
+"""What the five-frame temporal stages (descratch, denoise) share: the input checks, the
+model's session pool and the window of frames fed for each output frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import vapoursynth as vs
+
+from ..errors import InputError
+from ..models.store import stage_model_path
+from ..runtime.session import (
+    Backend, SessionConfig, SessionPool, check_backend, get_pool, stream_count,
+)
+
+__all__ = ["NEIGHBOURS", "neighbour_clips", "open_model", "require_progressive",
+           "window_offsets"]
+
+NEIGHBOURS = (-2, -1, 1, 2)
+"""Offsets of the frames a model sees besides the current one (``t-2 … t+2``)."""
+
+
+def neighbour_clips(clip: vs.VideoNode) -> dict[int, vs.VideoNode]:
+    """``{offset: clip shifted so its frame n is frame n + offset}`` for 0 and every
+    :data:`NEIGHBOURS` offset; past the ends the first or last frame repeats (the window
+    never uses those: :func:`window_offsets` replaces them)."""
+    shifted = {0: clip}
+    for d in NEIGHBOURS:
+        shifted[d] = clip[0] * -d + clip[:d] if d < 0 else clip[d:] + clip[-1] * d
+    return shifted
+
+
+def window_offsets(n: int, total: int, props: dict[int, vs.FrameProps]) -> list[int]:
+    """Offsets of the five frames fed for frame ``n`` of ``total``: t-2 … t+2, with
+    stand-ins for frames that are off the clip or across a scene change
+    (``_SceneChangePrev`` on a frame cuts it from the one before, ``_SceneChangeNext`` from
+    the one after; ``props`` holds the props of offsets -1, 0 and 1): the nearest frame on
+    the same side that is in the shot, else the current frame. (Not the frame on the other
+    side in time: two equal neighbours that differ from the current frame would make every
+    moving edge look like a single-frame spot to a descratcher, and would weigh one side
+    twice in a denoiser.)"""
+    ok = {0: True}
+    for side, key in ((-1, "_SceneChangePrev"), (1, "_SceneChangeNext")):
+        near = 0 <= n + side < total and not props[0].get(key, 0)
+        ok[side] = near
+        ok[2 * side] = near and 0 <= n + 2 * side < total and not props[side].get(key, 0)
+    out = []
+    for d in (-2, -1, 0, 1, 2):
+        step = 1 if d > 0 else -1
+        out.append(next(k for k in (d, d - step, 0) if ok[k]))
+    return out
+
+
+def require_progressive(clip: vs.VideoNode, func: str) -> None:
+    """Refuse a clip whose frame 0 says it is interlaced (``_FieldBased`` 1 or 2).
+
+    Raises:
+        InputError: naming ``func`` and the ways out.
+    """
+    field_based = clip.get_frame(0).props.get("_FieldBased", 0)
+    if field_based in (1, 2):
+        raise InputError(
+            f"{func}: the clip is interlaced (_FieldBased={field_based}); the model needs "
+            "progressive frames: deinterlace first (vsremaster.deinterlace), or "
+            "std.SetFieldBased(clip, 0) if it is progressive"
+        )
+
+
+def open_model(model: str | Path, task: str, backend: str | Backend,
+               num_streams: int | None) -> SessionPool:
+    """The session pool of a ``task`` model (manifest id, sha256-checked, or a path) for the
+    stage function of the same name (``num_streams``: default 1 on CPU, 2 on GPU).
+
+    Raises:
+        InputError / ModelError / ModelMissingError / ChecksumError: as
+            :func:`vsremaster.models.store.stage_model_path`.
+        BackendError: the backend is not available.
+    """
+    path = stage_model_path(model, task, task)
+    backend = check_backend(backend)
+    streams, _ = stream_count(backend, num_streams, task)
+    return get_pool(SessionConfig(model=path, backend=backend, num_streams=streams))
