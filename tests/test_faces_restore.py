@@ -38,16 +38,17 @@ core = vs.core
 
 
 def tiny_restorer(path: Path, kind: str, size: int = 512) -> Path:
-    """A restorer ONNX with FaceFusion's I/O: 'identity', 'white' (every pixel 1.0) or
-    'contrast' (output = input * weight, with a float64 'weight' input like CodeFormer)."""
+    """A restorer ONNX with FaceFusion's I/O: 'identity', 'white' (every pixel 1.0), 'grey'
+    (every pixel 0.5) or 'contrast' (output = input * weight, with a float64 'weight' input
+    like CodeFormer)."""
     image = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])
     out = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, size, size])
     inputs, inits = [image], []
     if kind == "identity":
         nodes = [helper.make_node("Identity", ["input"], ["output"])]
-    elif kind == "white":
+    elif kind in ("white", "grey"):
         inits = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-                 helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])]
+                 helper.make_tensor("one", TensorProto.FLOAT, [], [1.0 if kind == "white" else 0.5])]
         nodes = [helper.make_node("Mul", ["input", "zero"], ["z"]),
                  helper.make_node("Add", ["z", "one"], ["output"])]
     else:
@@ -123,6 +124,21 @@ def test_restored_face_lands_on_the_tracked_face(carphone, tmp_path, scale):
     assert not changed[:, : max(1, int(cx - 1.6 * side))].any()
 
 
+def test_yuv_frame_outside_the_pasted_face_stays_bit_exact(carphone, tmp_path):
+    clip, scan = carphone  # YUV420P8: the model works in RGB float
+    out = face_enhance(clip, scan, model=tiny_restorer(tmp_path / "id.onnx", "identity"),
+                       strength=1.0)
+    x0, y0, x1, y1 = scan.tracks[0].boxes[6]
+    reach = 1.7 * (x1 - x0)  # the FFHQ crop around the face, and a margin
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    src, got = clip.get_frame(6), out.get_frame(6)
+    for p, sub in ((0, 1), (1, 2), (2, 2)):
+        changed = np.asarray(src[p]) != np.asarray(got[p])
+        ys, xs = np.nonzero(changed)
+        assert changed.any()  # the face area did take the round trip
+        assert (np.abs(xs * sub - cx) < reach).all() and (np.abs(ys * sub - cy) < reach).all()
+
+
 def test_strength_min_face_and_fade(carphone, tmp_path):
     clip, scan = carphone
     model = tiny_restorer(tmp_path / "white.onnx", "white")
@@ -184,6 +200,40 @@ def test_stage_light_is_neutralised_for_the_restorer_and_put_back(carphone, tmp_
 
 
 # ------------------------------------------------------------------ models the user brings
+def test_colour_gains_follow_the_light_not_its_flicker(carphone, tmp_path):
+    clip, scan = carphone
+    rgb = core.resize.Point(to_rgb24(clip, "test"), format=vs.RGBS)
+    warm = [1.0 + (0.15 if n % 2 else -0.15) for n in range(rgb.num_frames)]  # strobing red
+
+    def strobe(n, f):
+        g = f.copy()
+        np.asarray(g[0])[...] *= warm[n]
+        return g
+
+    lit = core.std.ModifyFrame(rgb, rgb, strobe)
+    # A restorer that paints the crop grey shows the gains: the pasted face is 0.5 / gains.
+    out = face_enhance(lit, scan, model=tiny_restorer(tmp_path / "g.onnx", "grey"),
+                       strength=1.0, fade=0)
+    x0, y0, x1, y1 = scan.tracks[0].boxes[6].astype(int)
+
+    def red_share(node, n):
+        face = planes(node, n)[y0 + 4:y1 - 4, x0 + 4:x1 - 4]
+        return face[..., 0].mean() / face[..., 1].mean()
+
+    frames = range(3, 9)
+    lit_ratio = [red_share(lit, n) for n in frames]
+    out_ratio = [red_share(out, n) for n in frames]
+    lit_flicker = np.std(lit_ratio) / np.mean(lit_ratio)
+    out_flicker = np.std(out_ratio) / np.mean(out_ratio)
+    assert lit_flicker > 0.1
+    assert out_flicker < 0.25 * lit_flicker  # per-frame gains would flicker like the light
+    # ... while a steady cast still sets the gains: more red light, more red put back
+    steady = core.std.ModifyFrame(rgb, rgb, lambda n, f: strobe(1, f))
+    tinted = face_enhance(steady, scan, model=tiny_restorer(tmp_path / "g.onnx", "grey"),
+                          strength=1.0, fade=0)
+    assert red_share(tinted, 6) > 1.1 * np.mean(out_ratio)
+
+
 def test_no_face_model_installed_says_what_to_bring(private_models, carphone):
     with pytest.raises(ModelMissingError, match=r"GFPGANv1\.4\.pth.*models add"):
         installed_face_model()

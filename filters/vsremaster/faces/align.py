@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TEMPLATES", "template_points", "similarity", "invert", "align", "paste_back",
-           "feather_mask"]
+__all__ = ["TEMPLATES", "template_points", "similarity", "invert", "template_transform",
+           "align", "paste_back", "feather_mask"]
 
 # normalised (x, y): left eye, right eye, nose tip, left mouth corner, right mouth corner
 TEMPLATES: dict[str, np.ndarray] = {
@@ -92,6 +92,24 @@ def invert(m: np.ndarray) -> np.ndarray:
     return np.linalg.inv(full)[:2]
 
 
+def template_transform(landmarks: np.ndarray, *, template: str = "ffhq_512",
+                       size: int = 512, sar: float = 1.0) -> np.ndarray:
+    """The ``(2, 3)`` transform frame -> template crop that :func:`align` warps with (same
+    arguments, no image): a least-squares similarity in square pixels.
+
+    Raises:
+        ValueError: landmarks of another shape, or degenerate ones.
+    """
+    pts = np.asarray(landmarks, dtype=np.float64) * (sar, 1.0)
+    if pts.shape not in ((5, 2), (6, 2)):
+        raise ValueError(f"landmarks must be (6, 2) BlazeFace or (5, 2) 5-point, not {pts.shape}")
+    layout = "5point" if len(pts) == 5 else "blazeface"
+    dst = template_points(template, size, layout=layout)
+    m = similarity(pts[: len(dst)], dst)
+    m[:, 0] *= sar  # frame pixels -> square pixels -> crop
+    return m
+
+
 def align(frame: np.ndarray, landmarks: np.ndarray, *, template: str = "ffhq_512",
           size: int = 512, sar: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Warp the face at ``landmarks`` into the template crop.
@@ -107,20 +125,15 @@ def align(frame: np.ndarray, landmarks: np.ndarray, *, template: str = "ffhq_512
 
     Returns:
         ``(crop, m)``: the ``(size, size, C)`` crop (bicubic, edges replicated) and the
-        ``(2, 3)`` transform frame -> crop (a similarity when ``sar`` is 1).
+        ``(2, 3)`` transform frame -> crop (:func:`template_transform`; a similarity when
+        ``sar`` is 1).
 
     Raises:
         ValueError: landmarks of another shape, or degenerate ones.
     """
     import cv2
 
-    pts = np.asarray(landmarks, dtype=np.float64) * (sar, 1.0)
-    if pts.shape not in ((5, 2), (6, 2)):
-        raise ValueError(f"landmarks must be (6, 2) BlazeFace or (5, 2) 5-point, not {pts.shape}")
-    layout = "5point" if len(pts) == 5 else "blazeface"
-    dst = template_points(template, size, layout=layout)
-    m = similarity(pts[: len(dst)], dst)
-    m[:, 0] *= sar  # frame pixels -> square pixels -> crop
+    m = template_transform(landmarks, template=template, size=size, sar=sar)
     crop = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_REPLICATE)
     return crop, m

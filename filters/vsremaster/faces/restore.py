@@ -8,14 +8,18 @@ smoothed in both directions within each shot), the stage:
    anamorphic SD is not distorted);
 2. neutralises the light's colour: per-channel gains bring the face's mean colour to a
    daylight skin reference (stage light in deep red or blue is far outside what GFPGAN and
-   CodeFormer were trained on); the gains are undone on the restored crop, so the original
-   colour comes back exactly where the restorer changed nothing;
+   CodeFormer were trained on); the mean is taken over ``COLOUR_WINDOW`` frames either side
+   along the track (within its shot), so the gains do not flicker with noise, expressions
+   or strobing light; the gains are undone on the restored crop, so the original colour
+   comes back exactly where the restorer changed nothing;
 3. runs the restorer (ONNX: GFPGAN 1.x, CodeFormer with its fidelity ``weight`` input,
    RestoreFormer(++) or GPEN-BFR; RGB NCHW in [-1, 1], FaceFusion's convention);
 4. pastes the crop back through the inverse transform with a feathered square mask. The
    mask follows the smoothed landmarks, so its geometry is as stable as the track; it fades
    in and out over ``fade`` frames where a track is born or dies inside a shot (a face
-   appearing at a scene cut appears at once), and is scaled by ``strength``.
+   appearing at a scene cut appears at once), and is scaled by ``strength``. Only the
+   pasted area takes the round trip to the model's RGB float and back; the rest of the
+   frame (chroma of YUV 4:2:0 too) stays bit-exact.
 
 Tracks are in pixels of the scanned clip; a clip of another size (the stage placed after
 ``upscale``) gets them scaled with pixel centres kept, so the face is cropped from the
@@ -40,11 +44,12 @@ from ..models.manifest import load_manifest
 from ..models.store import install_hint, is_installed, is_model_file, resolve_model
 from ..runtime.frames import from_model, to_model
 from ..runtime.session import Backend, SessionConfig, check_backend, get_pool
-from .align import align, feather_mask, paste_back
+from ..stages.temporal import neighbour_clips
+from .align import align, feather_mask, paste_back, template_transform
 from .scan import FaceScan, read_sidecar
 
 __all__ = ["FaceRestorer", "face_enhance", "installed_face_model", "neutralise_colour",
-           "DEFAULT_FACE_MODELS", "SKIN_REFERENCE"]
+           "face_colour", "DEFAULT_FACE_MODELS", "SKIN_REFERENCE", "COLOUR_WINDOW"]
 
 core = vs.core
 
@@ -55,21 +60,32 @@ DEFAULT_FACE_MODELS = ("gfpgan-1.4", "codeformer", "gfpgan-1.3", "restoreformer-
 # brought to before restoring (a typical light skin tone; only the ratios matter).
 SKIN_REFERENCE = np.array([1.0, 0.77, 0.66], np.float32)
 MAX_GAIN = 3.0
+COLOUR_WINDOW = 4  # frames either side whose face colour sets a frame's gains
+_COLOUR_SIZE = 64  # template crop side the face colour is measured on
 
 
-def neutralise_colour(crop: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def face_colour(crop: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The ``(3,)`` mean colour of a template crop ``(S, S, 3)`` where ``weights``
+    ``(S, S)`` (0-1) says the face is."""
+    w = weights[..., None]
+    return (crop * w).sum((0, 1)) / max(float(w.sum()), 1e-6)
+
+
+def neutralise_colour(crop: np.ndarray, weights: np.ndarray, mean: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel gains that give the face region the skin reference's colour.
 
     Args:
         crop: ``(S, S, 3)`` float RGB, 0-1.
         weights: ``(S, S)`` where the face is (0-1).
+        mean: the face's colour to neutralise (default: :func:`face_colour` of this crop;
+            :func:`face_enhance` passes the mean over neighbouring frames).
 
     Returns:
         ``(neutral, gains)``: ``crop * gains`` clipped to 0-1, and the ``(3,)`` gains (each
         within [1/3, 3], the mean brightness kept); divide the restored crop by them.
     """
-    w = weights[..., None]
-    mean = (crop * w).sum((0, 1)) / max(float(w.sum()), 1e-6)
+    mean = face_colour(crop, weights) if mean is None else mean
     target = SKIN_REFERENCE * (mean.mean() / SKIN_REFERENCE.mean())
     gains = np.clip(target / np.maximum(mean, 1e-4), 1 / MAX_GAIN, MAX_GAIN).astype(np.float32)
     return np.clip(crop * gains, 0.0, 1.0), gains
@@ -158,12 +174,13 @@ class FaceRestorer:
 
 
 def _frame_index(scan: FaceScan, width: int, height: int, *, min_face: float,
-                 fade: int) -> dict[int, list[tuple[np.ndarray, float]]]:
-    """frame -> [(landmarks in clip pixels, blend weight)] for the faces to restore."""
+                 fade: int) -> dict[int, list[tuple[np.ndarray, float, int]]]:
+    """frame -> [(landmarks in clip pixels, blend weight, track number)] for the faces to
+    restore."""
     sx, sy = width / scan.width, height / scan.height
     bounds = {0, scan.num_frames, *scan.cuts}
     index: dict[int, list[tuple[np.ndarray, float]]] = {}
-    for t in scan.tracks:
+    for k, t in enumerate(scan.tracks):
         if t.landmarks is None:
             continue
         born_at_cut = t.start in bounds
@@ -179,9 +196,14 @@ def _frame_index(scan: FaceScan, width: int, height: int, *, min_face: float,
                     ramp = min(ramp, (row + 1) / (fade + 1))
                 if not dies_at_cut:
                     ramp = min(ramp, (t.end - n) / (fade + 1))
-            lm = (t.landmarks[row] + 0.5) * (sx, sy) - 0.5
-            index.setdefault(n, []).append((lm, ramp))
+            index.setdefault(n, []).append((_clip_points(t.landmarks[row], sx, sy), ramp, k))
     return index
+
+
+def _clip_points(landmarks: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Landmarks of the scanned clip in pixels of a clip ``sx``, ``sy`` times its size
+    (pixel centres kept)."""
+    return (landmarks + 0.5) * (sx, sy) - 0.5
 
 
 def face_enhance(
@@ -214,7 +236,8 @@ def face_enhance(
             1.25 × ``min_face``, so a face growing past the limit does not pop.
         fade: frames over which a face fades in/out where its track starts/ends inside a shot.
         neutralise: bring stage-light colour to the skin reference before restoring and put
-            it back after (see :func:`neutralise_colour`).
+            it back after (see :func:`neutralise_colour`), with the face's mean colour over
+            ``COLOUR_WINDOW`` frames either side along its track.
         backend: ONNX Runtime backend.
 
     Returns:
@@ -252,32 +275,58 @@ def face_enhance(
     mask = feather_mask(size) * np.float32(strength)
     weights = _face_weights(size)
 
-    def restore(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+    sx, sy = clip.width / scan.width, clip.height / scan.height
+    colour_weights = _face_weights(_COLOUR_SIZE)
+    colours: dict[tuple[int, int], np.ndarray] = {}  # (track, frame) -> face colour
+
+    def colour(k: int, m: int, frame: vs.VideoFrame, sar: float) -> np.ndarray:
+        if (k, m) not in colours:
+            t = scan.tracks[k]
+            img = np.dstack([np.asarray(frame[p]) for p in range(3)])
+            small, _ = align(img, _clip_points(t.landmarks[m - t.start], sx, sy),
+                             template=restorer.template, size=_COLOUR_SIZE, sar=sar)
+            colours[k, m] = face_colour(np.clip(small, 0.0, 1.0), colour_weights)
+        return colours[k, m]
+
+    def restore(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
         start = time.perf_counter()
-        img = np.dstack([np.asarray(f[p]) for p in range(3)])
+        frames = dict(zip(offsets, f if isinstance(f, list) else [f]))  # one clip: a frame
+        img = np.dstack([np.asarray(frames[0][p]) for p in range(3)])
         out = img
-        sar = f.props.get("_SARNum", 1) / (f.props.get("_SARDen", 1) or 1) or 1.0
-        for lm, ramp in index[n]:
+        props = frames[0].props
+        sar = props.get("_SARNum", 1) / (props.get("_SARDen", 1) or 1) or 1.0
+        for lm, ramp, k in index[n]:
             crop, m = align(img, lm, template=restorer.template, size=size, sar=sar)
             crop = np.clip(crop, 0.0, 1.0)
             gains = np.ones(3, np.float32)
             if neutralise:
-                crop, gains = neutralise_colour(crop, weights)
+                t = scan.tracks[k]
+                near = [d for d in offsets if t.start <= n + d < t.end]
+                mean = np.mean([colour(k, n + d, frames[d], sar) for d in near], axis=0)
+                crop, gains = neutralise_colour(crop, weights, mean)
             fixed = restorer.restore(crop, fidelity) / gains
             out = paste_back(out, fixed, m, mask * np.float32(ramp))
-        dst = f.copy()
+        dst = frames[0].copy()
         for p in range(3):
             np.copyto(np.asarray(dst[p]), out[..., p])
         dst.props["VSRFaces"] = len(index[n])
         dst.props["VSRFaceSeconds"] = time.perf_counter() - start
         return dst
 
+    window = range(-COLOUR_WINDOW, COLOUR_WINDOW + 1) if neutralise else range(1)
+    shifted = neighbour_clips(rgb, [d for d in window if d])
+    offsets = sorted(shifted)
+    sources = [shifted[d] for d in offsets]
+
     def per_frame(n: int) -> vs.VideoNode:  # a fresh ModifyFrame per frame runs frames in parallel
-        return core.std.ModifyFrame(rgb, rgb, restore)
+        return core.std.ModifyFrame(rgb, sources, restore)
 
     worked = core.std.FrameEval(rgb, per_frame)
-    restored = core.std.CopyFrameProps(from_model(worked, prepared), worked,
-                                       props=["VSRFaces", "VSRFaceSeconds"])
+    # Only where a face was pasted does the frame take the model-format round trip (YUV ->
+    # RGB float -> YUV resamples chroma): elsewhere it stays bit-exact.
+    merged = core.std.MaskedMerge(clip, from_model(worked, prepared),
+                                  _paste_area(clip, index, restorer, mask), first_plane=True)
+    restored = core.std.CopyFrameProps(merged, worked, props=["VSRFaces", "VSRFaceSeconds"])
     faces = sum(len(v) for v in index.values())
     log.info(f"face_enhance: {faces} face(s) in {len(index)} frame(s) with {restorer.name} "
              f"({size}x{size}, strength {strength:g})")
@@ -286,6 +335,35 @@ def face_enhance(
         return restored if n in index else clip
 
     return core.std.FrameEval(clip, choose, clip_src=[clip, restored])
+
+
+def _paste_area(clip: vs.VideoNode, index: dict, restorer: FaceRestorer,
+                mask: np.ndarray) -> vs.VideoNode:
+    """A GRAY clip in ``clip``'s sample type and depth: peak where frame ``n``'s faces of
+    ``index`` are pasted (the paste masks' support, grown by 2 px so subsampled chroma is
+    covered), 0 elsewhere."""
+    import cv2
+
+    fmt = clip.format
+    peak = 1.0 if fmt.sample_type == vs.FLOAT else (1 << fmt.bits_per_sample) - 1
+    gray = core.query_video_format(vs.GRAY, fmt.sample_type, fmt.bits_per_sample, 0, 0)
+    blank = core.std.BlankClip(clip, format=gray.id, color=0, keep=True)
+    ones = np.ones((restorer.size, restorer.size), np.float32)
+    grow = np.ones((5, 5), np.uint8)
+
+    def area(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+        f, src = f
+        sar = src.props.get("_SARNum", 1) / (src.props.get("_SARDen", 1) or 1) or 1.0
+        alpha = np.zeros((clip.height, clip.width), np.float32)
+        for lm, ramp, _ in index.get(n, ()):
+            m = template_transform(lm, template=restorer.template, size=restorer.size, sar=sar)
+            alpha = paste_back(alpha, ones, m, mask * np.float32(ramp))
+        dst = f.copy()
+        grown = cv2.dilate((alpha > 0).astype(np.uint8), grow)
+        np.asarray(dst[0])[...] = grown.astype(np.float32) * peak
+        return dst
+
+    return core.std.ModifyFrame(blank, [blank, clip], area)
 
 
 def installed_face_model() -> str:

@@ -20,12 +20,12 @@ NEIGHBOURS = (-2, -1, 1, 2)
 """Offsets of the frames a model sees besides the current one (``t-2 … t+2``)."""
 
 
-def neighbour_clips(clip: vs.VideoNode) -> dict[int, vs.VideoNode]:
-    """``{offset: clip shifted so its frame n is frame n + offset}`` for 0 and every
-    :data:`NEIGHBOURS` offset; past the ends the first or last frame repeats (the window
+def neighbour_clips(clip: vs.VideoNode, offsets=NEIGHBOURS) -> dict[int, vs.VideoNode]:
+    """``{offset: clip shifted so its frame n is frame n + offset}`` for 0 and every offset
+    (default :data:`NEIGHBOURS`); past the ends the first or last frame repeats (the window
     never uses those: :func:`window_offsets` replaces them)."""
     shifted = {0: clip}
-    for d in NEIGHBOURS:
+    for d in offsets:
         shifted[d] = clip[0] * -d + clip[:d] if d < 0 else clip[d:] + clip[-1] * d
     return shifted
 
