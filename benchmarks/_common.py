@@ -1,4 +1,7 @@
-"""Helpers shared by the benchmarks: machine description and RESULTS.md recording."""
+"""Helpers shared by the benchmarks: machine description, RESULTS.md recording, and the
+PyTorch speed of vsremaster's own networks on a GPU (``--torch CKPT`` of the stage
+benchmarks, for the lent GPU machine, which has no VapourSynth and no ONNX Runtime GPU
+build)."""
 
 from __future__ import annotations
 
@@ -70,3 +73,35 @@ def render(clip) -> tuple[list[list[np.ndarray]], float]:
     start = time.perf_counter()
     frames = [[np.array(f[p]) for p in range(f.format.num_planes)] for f in clip.frames()]
     return frames, len(frames) / (time.perf_counter() - start)
+
+
+def torch_speed(recipe, checkpoint: Path, inputs: list[tuple[int, ...]], unit: str,
+                count: int = 200) -> str:
+    """A markdown table of ``unit`` (outputs/s) of a recipe's network (``build()``, weights
+    from ``checkpoint``) on CUDA, fp32 and bf16, batch 1 and 8. ``inputs``: the input shapes
+    ``(N, C, H, W)`` one output takes (a denoised frame: its luma and its two chroma planes);
+    a batch of 8 multiplies each ``N`` by 8."""
+    import torch
+
+    from vsremaster.training.loop import load_weights
+
+    model = recipe.build()
+    load_weights(model, checkpoint)
+    model = model.cuda().eval()
+    rows = [f"| precision | batch | {unit} ({torch.cuda.get_device_name()}, torch "
+            f"{torch.__version__}) |", "|---|---|---|"]
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for batch in (1, 8):
+            xs = [torch.rand(n * batch, *rest, device="cuda") for n, *rest in inputs]
+            half = dtype != torch.float32
+            with torch.no_grad(), torch.autocast("cuda", dtype=dtype, enabled=half):
+                for _ in range(10):
+                    [model(x) for x in xs]
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for _ in range(count // batch):
+                    [model(x) for x in xs]
+                torch.cuda.synchronize()
+            rate = count // batch * batch / (time.perf_counter() - start)
+            rows.append(f"| {name} | {batch} | {rate:.0f} |")
+    return "\n".join(rows)

@@ -29,45 +29,14 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from _common import package_versions, record, render, ssim
+from _common import package_versions, record, render, ssim, torch_speed
 
 CLIPS = ("bikes", "box", "cup")
 SPEED_SIZE = (720, 480)
 SKIP = 2
-
-
-def torch_speed(checkpoint: Path, fields: int = 200) -> str:
-    """Fields/s of the network in PyTorch on CUDA at 720×480 (fields of 720×240)."""
-    import torch
-
-    from vsremaster.training import deinterlace as recipe
-    from vsremaster.training.loop import load_weights
-
-    model = recipe.build()
-    load_weights(model, checkpoint)
-    model = model.cuda().eval()
-    x = torch.rand(1, 5, SPEED_SIZE[1] // 2, SPEED_SIZE[0], device="cuda")
-    rows = [f"| precision | batch | fields/s ({torch.cuda.get_device_name()}, torch "
-            f"{torch.__version__}) |", "|---|---|---|"]
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        for batch in (1, 8):
-            xb = x.expand(batch, -1, -1, -1).contiguous()
-            half = dtype != torch.float32
-            with torch.no_grad(), torch.autocast("cuda", dtype=dtype, enabled=half):
-                for _ in range(10):
-                    model(xb)
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                for _ in range(fields // batch):
-                    model(xb)
-                torch.cuda.synchronize()
-            rate = fields // batch * batch / (time.perf_counter() - start)
-            rows.append(f"| {name} | {batch} | {rate:.0f} |")
-    return "\n".join(rows)
 
 
 def methods(model: str | None):
@@ -157,7 +126,10 @@ def main() -> int:
                         help="only measure PyTorch fields/s on CUDA for this checkpoint")
     args = parser.parse_args()
     if args.torch:
-        print(torch_speed(args.torch))
+        from vsremaster.training import deinterlace as recipe
+
+        print(torch_speed(recipe, args.torch, [(1, 5, SPEED_SIZE[1] // 2, SPEED_SIZE[0])],
+                          "fields/s"))
         return 0
 
     import vapoursynth as vs

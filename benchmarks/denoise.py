@@ -43,6 +43,10 @@ the milder setting) and applied by the same rule to every clip and case:
     pip install -e '.[bench]'
     python benchmarks/denoise.py [--frames 30] [--cases gauss10,h264] [--clips box]
         [--model denoise.onnx] [--no-vmaf] [--record] [--tune]
+
+On a machine without VapourSynth (the lent GPU machine), ``--torch CKPT`` measures the
+network's frames/s through PyTorch at 720×480 4:2:0 instead (luma and both chroma planes per
+frame; fp32 and bf16).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import package_versions, record, render, ssim
+from _common import package_versions, record, render, ssim, torch_speed
 
 CLIPS = {"bikes": 21, "box": 22, "cup": 23}  # clip: noise seed
 SIGMA = {"gauss10": 10.0, "gauss20": 20.0}
@@ -274,7 +278,16 @@ def main() -> int:
     parser.add_argument("--tune", action="store_true", help="print the peers' tuning grids")
     parser.add_argument("--peers-only", action="store_true", help="dev: leave vsremaster out")
     parser.add_argument("--no-speed", action="store_true", help="dev: skip the fps table")
+    parser.add_argument("--torch", type=Path, default=None, metavar="CKPT",
+                        help="only measure PyTorch frames/s on CUDA for this checkpoint")
     args = parser.parse_args()
+    if args.torch:
+        from vsremaster.training import denoise as recipe
+
+        w, h = SPEED_SIZE
+        print(torch_speed(recipe, args.torch, [(1, 7, h, w), (2, 7, h // 2, w // 2)],
+                          "frames/s"))
+        return 0
     if args.tune:
         tune(args.frames)
         return 0

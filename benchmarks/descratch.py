@@ -24,6 +24,9 @@ Peers, in the same run:
 
     pip install -e '.[bench]'
     python benchmarks/descratch.py [--frames 40] [--record] [--crops benchmarks/descratch_crops.png]
+
+On a machine without VapourSynth (the lent GPU machine), ``--torch CKPT`` measures the
+network's frames/s through PyTorch at 720×480 instead (fp32 and bf16).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import package_versions, record, render, ssim
+from _common import package_versions, record, render, ssim, torch_speed
 
 CLIPS = {"bikes": 11, "box": 12, "cup": 13}  # clip: damage seed
 SPEED_SIZE = (720, 480)
@@ -140,7 +143,15 @@ def main() -> int:
     parser.add_argument("--record", action="store_true", help="append to RESULTS.md")
     parser.add_argument("--crops", type=Path, default=None,
                         help="write crops (damage removed; real vertical structure kept)")
+    parser.add_argument("--torch", type=Path, default=None, metavar="CKPT",
+                        help="only measure PyTorch frames/s on CUDA for this checkpoint")
     args = parser.parse_args()
+    if args.torch:
+        from vsremaster.training import descratch as recipe
+
+        print(torch_speed(recipe, args.torch, [(1, 5, SPEED_SIZE[1], SPEED_SIZE[0])],
+                          "frames/s"))
+        return 0
 
     import vapoursynth as vs
 

@@ -106,3 +106,71 @@ def test_denoise_data_has_the_noise_level_its_map_says(footage):
         assert rms == pytest.approx(float(noise_sigma[i]), abs=0.35 + 0.12 * float(noise_sigma[i]))
     model = denoise.build({**denoise.RECIPE, "widths": (8, 8, 8), "blocks": (1, 1, 1)})
     assert torch.equal(model(x), x[:, 2:3])  # untrained: the identity
+
+
+def test_training_with_worker_processes_is_reproducible(footage, tmp_path):
+    sampler = WindowSampler(footage, size=(32, 48), seed=0)
+    small = {**recipe.RECIPE, "widths": (8, 8, 8), "blocks": (1, 1, 1)}
+    cfg = TrainConfig(steps=3, batch=2, warmup=1)
+
+    def weights(workers: int, name: str):
+        torch.manual_seed(0)
+        model = recipe.build(small)
+        train(model, sampler, recipe.loss, cfg, tmp_path / name, workers=workers,
+              log=lambda line: None)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    two = weights(2, "a.pt")
+    assert torch.equal(two, weights(2, "b.pt"))  # same seed, same worker count: same run
+    assert not torch.equal(two, weights(0, "c.pt"))  # each worker has its own stream
+
+
+def _ffmpeg_luma(stream: bytes, shape) -> np.ndarray:
+    import subprocess
+
+    import imageio_ffmpeg
+
+    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", "-", "-f",
+                          "rawvideo", "-pix_fmt", "yuv420p", "-"], input=stream,
+                         capture_output=True, check=True).stdout
+    t, h, w = shape
+    return np.frombuffer(out, np.uint8).reshape(t, -1)[:, : h * w].reshape(shape)
+
+
+@pytest.mark.parametrize("codec, quality, nonlinear", [("h264", 44, False),
+                                                       ("mpeg2", 28, True),
+                                                       ("mpeg2", 31, False)])
+def test_codec_damage_decodes_bit_exact_without_ffmpeg(footage, codec, quality, nonlinear):
+    from vsremaster.training import denoise
+
+    frames = footage["clip/cup"][:6, :96, :128]
+    stream = denoise.encode(frames, codec, quality, nonlinear=nonlinear)
+    luma = denoise.decode(stream, codec, frames.shape)  # OpenCV: what a training machine has
+    assert np.array_equal(luma, _ffmpeg_luma(stream, frames.shape))
+    assert 0.1 < np.abs(luma.astype(float) - frames).mean() < 30  # damaged, not destroyed
+
+
+def test_codec_pool_is_kept_as_streams_and_checked_when_loaded(footage, tmp_path):
+    import json
+
+    import cv2
+
+    from vsremaster.training import denoise
+
+    cv2.imwrite(str(tmp_path / "cup.png"), footage["photo/cup"][0])
+    (tmp_path / "footage.json").write_text(json.dumps([{"key": "photo/cup.png",
+                                                        "file": "cup.png"}]))
+    small = {**denoise.RECIPE, "pool": 4, "pool_size": (64, 96), "pool_frames": 6}
+    path = denoise.pool_file(tmp_path, small)
+    made = path.stat().st_mtime_ns
+    clean, damaged, sigma = denoise.load_pool(tmp_path, small)
+    assert clean.shape == damaged.shape == (4, 6, 64, 96) and sigma.shape == (4,)
+    assert (np.abs(damaged.astype(float) - clean).mean((1, 2, 3)) > 0.3).all()
+    assert denoise.pool_file(tmp_path, small).stat().st_mtime_ns == made  # reused
+    assert denoise.pool_file(tmp_path, {**small, "crf": (30.0, 31.0)}) != path  # settings differ
+    with np.load(path) as z:
+        tampered = {k: z[k] for k in z.files}
+    tampered["damaged_sum"] = tampered["damaged_sum"] + 1
+    np.savez(path, **tampered)
+    with pytest.raises(RuntimeError, match="decodes the pool's streams differently"):
+        denoise.load_pool(tmp_path, small)

@@ -171,6 +171,7 @@ class WindowSampler:
         self.torch = torch
         self.frames, self.size, self.device = frames, size, device
         self.photo_share, self.static, self.max_motion = photo_share, static, max_motion
+        self.seed = seed
         self.gen = torch.Generator(device="cpu").manual_seed(seed)
         h, w = size
         self.photos = [
@@ -182,6 +183,10 @@ class WindowSampler:
         ]
         if not self.photos and not self.clips:
             raise ValueError(f"no footage large enough for {h}x{w} windows")
+
+    def reseed(self, stream: int) -> None:
+        """Start random stream ``stream`` of this seed (one per data-loading worker)."""
+        self.gen.manual_seed(self.seed * 1_000_003 + stream)
 
     def _rand(self, *shape: int):
         return self.torch.rand(shape, generator=self.gen)

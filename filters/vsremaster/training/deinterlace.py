@@ -89,11 +89,13 @@ def build(recipe: dict = RECIPE):
     return _net()(recipe["widths"], recipe["blocks"])
 
 
-def make_sampler(luma: dict, device: str = "cpu", recipe: dict = RECIPE):
-    """The recipe's training batches (progressive windows) from ``load_luma`` footage."""
-    from .data import WindowSampler
+def make_sampler(footage, device: str = "cpu", recipe: dict = RECIPE):
+    """The recipe's training batches (progressive windows) from the ``footage``
+    directory."""
+    from .data import WindowSampler, load_luma
 
-    return WindowSampler(luma, size=recipe["size"], device=device, seed=recipe["seed"])
+    return WindowSampler(load_luma(footage), size=recipe["size"], device=device,
+                         seed=recipe["seed"])
 
 
 def loss(model, window):

@@ -24,28 +24,32 @@ paths), then per window one of
   0.5–1.5 px, rescaled to σ), new on every frame, σ (per-pixel RMS) uniform in
   0–``sigma_max``; the noise map is that σ;
 - *codec damage* (share ``compressed``), from :func:`codec_pool`: sequences of real footage
-  encoded by the bundled FFmpeg with libx264 (CRF 26–40) or MPEG-2 (qscale 4–20, GOP 12,
-  two B-frames) and decoded, a third of them with Gaussian noise (σ 2–12, the noise map's
-  value) added before encoding; crops keep the codec's 16-pixel block grid;
+  encoded by the bundled FFmpeg with libx264 (CRF 26–50) or MPEG-2 (qscale 4–31, linear or
+  non-linear quantiser scale, GOP 12, two B-frames) and decoded, a third of them with
+  Gaussian noise (σ 2–12, the noise map's value) added before encoding; crops keep the
+  codec's 16-pixel block grid;
 
 all quantised to 8 bits (rounded, clipped) as a source is.
 
 **Loss**: Charbonnier (ε = 1e-3) of the output against the clean frame ``t``.
 
-**Recipe**: ``python -m vsremaster.training denoise footage|train|export`` (see ``--help``);
-training also needs FFmpeg with libx264 and MPEG-2 (``imageio-ffmpeg``'s, a dependency of
-vsremaster).
+**Recipe**: ``python -m vsremaster.training denoise footage|train|export`` (see ``--help``).
+``footage`` also encodes the codec pool with FFmpeg (``imageio-ffmpeg``'s, a dependency of
+vsremaster) and keeps it in the footage directory as its compressed streams
+(:func:`pool_file`, about 22 MB); the training machine decodes them with OpenCV, bit-exact
+(:func:`load_pool`), so it needs no FFmpeg.
 """
 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 
 __all__ = [
     "FRAMES", "RECIPE", "SIGMA_SCALE", "NoiseSampler", "build", "codec_pool", "export",
-    "loss", "make_sampler",
+    "loss", "make_sampler", "pool_file", "load_pool", "encode", "decode", "codec_streams",
 ]
 
 FRAMES = 5
@@ -56,20 +60,22 @@ SIGMA_SCALE = 50.0
 
 RECIPE = {
     "model_id": "vsr-denoise-v1",
-    "widths": (32, 48, 64),
-    "blocks": (1, 2, 2),
+    "widths": (32, 64, 96),
+    "blocks": (1, 2, 4),
     "size": (96, 128),
-    "max_motion": 8.0,
-    "batch": 8,
-    "steps": 4500,
-    "warmup": 300,
+    "max_motion": 12.0,
+    "batch": 16,
+    "steps": 22000,
+    "warmup": 1000,
     "lr": 1e-3,
     "seed": 0,
     "sigma_max": 30.0,
-    "compressed": 0.4,
-    "pool": 256,
+    "compressed": 0.5,
+    "pool": 2048,
     "pool_size": (192, 256),
     "pool_frames": 8,
+    "crf": (26.0, 50.0),
+    "qscale": (4.0, 31.0),
 }
 """The configuration that produced ``onnx/vsr-denoise-v1.onnx``."""
 
@@ -109,57 +115,113 @@ def _ffmpeg() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def encode_decode(frames: np.ndarray, codec: str, quality: float, ffmpeg: str | None = None
-                  ) -> np.ndarray:
-    """Encode luma frames ``(T, H, W)`` uint8 (``H``, ``W`` even) with neutral chroma and
-    decode them again: ``codec`` ``"h264"`` (libx264, ``quality`` = CRF, preset medium) or
-    ``"mpeg2"`` (mpeg2video, ``quality`` = qscale, GOP 12, 2 B-frames). Returns the decoded
-    luma, same shape.
+_POOL_VERSION = 2  # bump when codec_streams draws differently: pool files are cached by it
+
+
+def encode(frames: np.ndarray, codec: str, quality: float, ffmpeg: str | None = None, *,
+           nonlinear: bool = False) -> bytes:
+    """Encode luma frames ``(T, H, W)`` uint8 (``H``, ``W`` even) with neutral chroma:
+    ``codec`` ``"h264"`` (libx264, ``quality`` = CRF, preset medium, raw Annex B stream) or
+    ``"mpeg2"`` (mpeg2video, ``quality`` = qscale, GOP 12, 2 B-frames, elementary stream;
+    ``nonlinear``: the non-linear quantiser scale, as DVD encoders use at low bitrates;
+    FFmpeg caps it at qscale 28).
 
     Raises:
-        RuntimeError: FFmpeg failed or returned another number of frames.
+        RuntimeError: FFmpeg failed.
     """
     t, h, w = frames.shape
-    yuv = np.concatenate([frames.reshape(t, -1),
-                          np.full((t, h * w // 2), 128, np.uint8)], 1)
+    yuv = np.concatenate([frames.reshape(t, -1), np.full((t, h * w // 2), 128, np.uint8)], 1)
     args = {"h264": ["-c:v", "libx264", "-preset", "medium", "-crf", f"{quality:.1f}",
                      "-f", "h264"],
-            "mpeg2": ["-c:v", "mpeg2video", "-q:v", f"{quality:.0f}", "-g", "12", "-bf", "2",
-                      "-f", "mpeg2video"]}[codec]
-    ff = ffmpeg or _ffmpeg()
+            "mpeg2": ["-c:v", "mpeg2video", "-g", "12", "-bf", "2", "-f", "mpeg2video",
+                      *(["-non_linear_quant", "1", "-qmax", "28", "-q:v", f"{min(quality, 28):.0f}"]
+                        if nonlinear else ["-q:v", f"{quality:.0f}"])]}[codec]
     raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-r", "25"]
-    enc = subprocess.run([ff, "-v", "error", *raw, "-i", "-", *args, "-"],
+    enc = subprocess.run([ffmpeg or _ffmpeg(), "-v", "error", *raw, "-i", "-", *args, "-"],
                          input=yuv.tobytes(), capture_output=True, check=False)
-    dec = subprocess.run([ff, "-v", "error", "-i", "-", "-f", "rawvideo", "-pix_fmt", "yuv420p",
-                          "-"], input=enc.stdout, capture_output=True, check=False)
-    out = np.frombuffer(dec.stdout, np.uint8)
-    if enc.returncode or dec.returncode or out.size != yuv.size:
-        raise RuntimeError(f"ffmpeg {codec} round trip failed: {(enc.stderr + dec.stderr)[-300:]!r}")
-    return out.reshape(t, -1)[:, : h * w].reshape(t, h, w)
+    if enc.returncode or not enc.stdout:
+        raise RuntimeError(f"ffmpeg {codec} encode failed: {enc.stderr[-300:]!r}")
+    return enc.stdout
 
 
-def codec_pool(windows, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode(stream: bytes, codec: str, shape: tuple[int, int, int]) -> np.ndarray:
+    """Decode an :func:`encode` stream to its luma ``shape`` ``(T, H, W)`` uint8 with
+    OpenCV's FFmpeg backend (RGB conversion off: the Y plane as decoded, bit-exact with
+    FFmpeg's own decoder), so a training machine needs no FFmpeg executable.
+
+    Raises:
+        RuntimeError: OpenCV gave another number or size of frames.
+    """
+    import os
+    import tempfile
+
+    import cv2
+
+    # errors only: it warns on every frame that the YUV is passed through
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    fd, name = tempfile.mkstemp(suffix=".h264" if codec == "h264" else ".m2v")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(stream)
+        cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+        cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+        frames = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(np.array(frame).reshape(-1)[: shape[1] * shape[2]])
+        cap.release()
+    finally:
+        os.unlink(name)
+    if len(frames) != shape[0] or any(f.size != shape[1] * shape[2] for f in frames):
+        raise RuntimeError(f"OpenCV decoded {len(frames)} frames of a {codec} stream, "
+                           f"expected {shape}")
+    return np.stack(frames).reshape(shape)
+
+
+def encode_decode(frames: np.ndarray, codec: str, quality: float, ffmpeg: str | None = None
+                  ) -> np.ndarray:
+    """:func:`encode` then :func:`decode`: the codec-damaged luma, same shape."""
+    return decode(encode(frames, codec, quality, ffmpeg), codec, frames.shape)
+
+
+def codec_streams(windows, count: int, seed: int = 0, *,
+                  crf: tuple[float, float] = (26.0, 50.0),
+                  qscale: tuple[float, float] = (4.0, 31.0)):
     """``count`` clean sequences from ``windows`` (a :class:`~.data.WindowSampler`) and their
-    codec-damaged versions (see the module docstring).
+    encoded streams: a third with Gaussian noise (σ 2–12) added first, then libx264 at a CRF
+    uniform in ``crf`` (60 %) or MPEG-2 at a qscale uniform in ``qscale`` (half of them with
+    the non-linear quantiser scale).
 
     Returns:
-        ``(clean, damaged, sigma)``: uint8 ``(count, T, H, W)`` twice, and the Gaussian noise
-        σ (8-bit scale) added before encoding, float32 ``(count,)``.
+        ``(clean, streams, codecs, sigma)``: uint8 ``(count, T, H, W)``, ``count`` bytes
+        objects, their codec names, and the noise σ (8-bit scale) float32 ``(count,)``.
     """
     rng = np.random.default_rng((seed, 0xC0DEC))
     ff = _ffmpeg()
     clean = (windows(count).cpu().numpy() * 255).round().astype(np.uint8)
-    damaged = np.empty_like(clean)
     sigma = np.zeros(count, np.float32)
+    streams, codecs = [], []
     for i in range(count):
         src = clean[i]
         if rng.random() < 1 / 3:
             sigma[i] = rng.uniform(2, 12)
             src = np.clip(src + rng.normal(0, sigma[i], src.shape), 0, 255).round()
-        if rng.random() < 0.6:
-            damaged[i] = encode_decode(src.astype(np.uint8), "h264", rng.uniform(26, 40), ff)
-        else:
-            damaged[i] = encode_decode(src.astype(np.uint8), "mpeg2", rng.uniform(4, 20), ff)
+        codec, quality = ("h264", rng.uniform(*crf)) if rng.random() < 0.6 else \
+            ("mpeg2", rng.uniform(*qscale))
+        streams.append(encode(src.astype(np.uint8), codec, quality, ff,
+                              nonlinear=codec == "mpeg2" and rng.random() < 0.5))
+        codecs.append(codec)
+    return clean, streams, codecs, sigma
+
+
+def codec_pool(windows, count: int, seed: int = 0, **quality
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`codec_streams` decoded: ``(clean, damaged, sigma)``, uint8 ``(count, T, H, W)``
+    twice and float32 ``(count,)``. ``quality``: ``crf``/``qscale`` ranges."""
+    clean, streams, codecs, sigma = codec_streams(windows, count, seed, **quality)
+    damaged = np.stack([decode(s, c, clean.shape[1:]) for s, c in zip(streams, codecs)])
     return clean, damaged, sigma
 
 
@@ -173,7 +235,14 @@ class NoiseSampler:
         torch = _torch()
         self.windows, self.pool, self.size = windows, pool, size
         self.sigma_max, self.compressed = sigma_max, compressed if pool is not None else 0.0
+        self.seed = seed
         self.gen = torch.Generator().manual_seed(seed + 0xD0)
+
+    def reseed(self, stream: int) -> None:
+        """Start random stream ``stream`` (one per data-loading worker) here and in the
+        window sampler."""
+        self.gen.manual_seed((self.seed + 0xD0) * 1_000_003 + stream)
+        self.windows.reseed(stream)
 
     def _rand(self, *shape: int):
         return _torch().rand(shape, generator=self.gen)
@@ -247,18 +316,80 @@ class NoiseSampler:
         return torch.cat((x, maps), 1).contiguous(), truth.contiguous()
 
 
-def make_sampler(luma: dict, device: str = "cpu", recipe: dict = RECIPE) -> NoiseSampler:
-    """The recipe's training batches from ``load_luma`` footage (noise and codec damage made
-    on the CPU; the codec pool is encoded once, at start, with FFmpeg)."""
-    from .data import WindowSampler
+def _pool_windows(footage: Path, recipe: dict):
+    from .data import WindowSampler, load_luma
 
-    seed = recipe["seed"]
-    windows = WindowSampler(luma, size=recipe["size"], seed=seed, max_motion=recipe["max_motion"])
-    pool_windows = WindowSampler(luma, frames=recipe["pool_frames"], size=recipe["pool_size"],
-                                 seed=seed + 1, max_motion=recipe["max_motion"])
-    pool = codec_pool(pool_windows, recipe["pool"], seed)
-    return NoiseSampler(windows, pool, sigma_max=recipe["sigma_max"],
-                        compressed=recipe["compressed"], size=recipe["size"], seed=seed)
+    return WindowSampler(load_luma(footage), frames=recipe["pool_frames"],
+                         size=recipe["pool_size"], seed=recipe["seed"] + 1,
+                         max_motion=recipe["max_motion"])
+
+
+def pool_file(footage: Path, recipe: dict = RECIPE) -> Path:
+    """The recipe's codec pool, kept in the ``footage`` directory as its encoded streams
+    (``codec-pool-HASH.npz``, the hash of the settings that shape it; a few MB): encoded
+    with FFmpeg on first use, so ``denoise footage`` makes it for a training machine that
+    has no FFmpeg. The clean sequences are not stored: they are drawn again from the
+    footage with the same seed (:func:`load_pool`).
+
+    Returns:
+        The ``.npz`` path.
+    """
+    import hashlib
+    import json
+
+    footage = Path(footage)
+    keys = ("seed", "pool", "pool_size", "pool_frames", "max_motion", "crf", "qscale")
+    shape = json.dumps({"version": _POOL_VERSION, **{k: recipe[k] for k in keys}},
+                       sort_keys=True)
+    path = footage / f"codec-pool-{hashlib.sha256(shape.encode()).hexdigest()[:12]}.npz"
+    if not path.is_file():
+        clean, streams, codecs, sigma = codec_streams(
+            _pool_windows(footage, recipe), recipe["pool"], recipe["seed"],
+            crf=recipe["crf"], qscale=recipe["qscale"])
+        damaged = [decode(s, c, clean.shape[1:]) for s, c in zip(streams, codecs)]
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez_compressed(
+            tmp, streams=np.frombuffer(b"".join(streams), np.uint8),
+            offsets=np.cumsum([0] + [len(s) for s in streams]),
+            mpeg2=np.array([c == "mpeg2" for c in codecs]), sigma=sigma,
+            clean_mean=clean.mean((1, 2, 3)), damaged_sum=np.array(
+                [int(d.sum(dtype=np.int64)) for d in damaged], np.int64))
+        tmp.replace(path)
+    return path
+
+
+def load_pool(footage: Path, recipe: dict = RECIPE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pool_file`'s pool as :func:`codec_pool` gives it: ``(clean, damaged, sigma)``.
+
+    Raises:
+        RuntimeError: the decoded streams or the redrawn clean sequences differ from those
+            made with the pool (another OpenCV decoder, other footage).
+    """
+    footage = Path(footage)
+    with np.load(pool_file(footage, recipe)) as z:
+        blob, offsets, mpeg2 = z["streams"].tobytes(), z["offsets"], z["mpeg2"]
+        sigma, clean_mean, damaged_sum = z["sigma"], z["clean_mean"], z["damaged_sum"]
+    clean = (_pool_windows(footage, recipe)(len(sigma)).cpu().numpy() * 255).round()
+    clean = clean.astype(np.uint8)
+    if np.abs(clean.mean((1, 2, 3)) - clean_mean).max() > 0.05:
+        raise RuntimeError("the clean pool sequences drawn here differ from the pool's")
+    damaged = np.stack([decode(blob[offsets[i]:offsets[i + 1]], "mpeg2" if m else "h264",
+                               clean.shape[1:]) for i, m in enumerate(mpeg2)])
+    if not np.array_equal(damaged.sum((1, 2, 3), dtype=np.int64), damaged_sum):
+        raise RuntimeError("OpenCV decodes the pool's streams differently here")
+    return clean, damaged, sigma
+
+
+def make_sampler(footage: Path, device: str = "cpu", recipe: dict = RECIPE) -> NoiseSampler:
+    """The recipe's training batches from the ``footage`` directory (noise made on the CPU;
+    codec damage cropped from :func:`load_pool`'s pool)."""
+    from .data import WindowSampler, load_luma
+
+    windows = WindowSampler(load_luma(footage), size=recipe["size"], seed=recipe["seed"],
+                            max_motion=recipe["max_motion"])
+    return NoiseSampler(windows, load_pool(footage, recipe), sigma_max=recipe["sigma_max"],
+                        compressed=recipe["compressed"], size=recipe["size"],
+                        seed=recipe["seed"])
 
 
 def loss(model, batch):
@@ -278,7 +409,7 @@ def export(checkpoint, onnx_path, metrics: str = "") -> dict:
     r = RECIPE
     return export_recipe(
         build(), RECIPE, checkpoint, onnx_path, stage="denoise", channels=FRAMES + 2,
-        input_name="frames", output_name="clean", device="cpu", scratch="dn.pt",
+        input_name="frames", output_name="clean", device="cuda", workers=6, scratch="dn.pt",
         metrics=metrics,
         loss="Charbonnier (ε 1e-3) of frame t against the clean frame",
         summary=(
@@ -302,7 +433,9 @@ def export(checkpoint, onnx_path, metrics: str = "") -> dict:
             f"{1 - r['compressed']:.0%} of windows: white Gaussian (half), Poisson-Gaussian "
             "(a quarter) or grain-like correlated Gaussian noise (a quarter, 0.5–1.5 px), "
             f"σ uniform in 0–{r['sigma_max']:g}, new every frame. {r['compressed']:.0%}: "
-            "libx264 CRF 26–40 (preset medium) or MPEG-2 qscale 4–20 (GOP 12, 2 B-frames) "
+            f"libx264 CRF {r['crf'][0]:g}–{r['crf'][1]:g} (preset medium) or MPEG-2 qscale "
+            f"{r['qscale'][0]:g}–{r['qscale'][1]:g} (linear or non-linear quantiser scale, "
+            "GOP 12, 2 B-frames) "
             "through the bundled FFmpeg, a third with Gaussian noise σ 2–12 added before "
             "encoding. All quantised to 8 bits."),
         limitations=(

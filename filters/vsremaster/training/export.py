@@ -141,12 +141,14 @@ def export_recipe(
     device: str,
     scratch: str,
     metrics: str,
+    workers: int = 0,
     **card: str,
 ) -> dict[str, object]:
     """Load ``checkpoint`` into ``model``, export it (checked by :func:`export_onnx` on a
     seeded ``(1, channels, 64, 96)`` input; batch, height and width dynamic) and write the
     model card beside it: the recipe table (with the optimiser the loop runs on ``device``,
-    ``loss`` and the steps trained), the commands that reproduce it (``scratch``: the
+    ``loss`` and the steps trained), the commands that reproduce it (``device`` and
+    ``workers`` as the shipped model was trained; ``scratch``: the
     checkpoint's file name under ``out/``), ``metrics`` (the benchmark's table, else a
     pointer to ``benchmarks/STAGE.py``) and the ``card`` texts (summary, data, degradations,
     limitations) of :func:`write_card`.
@@ -175,7 +177,8 @@ def export_recipe(
         recipe={**recipe, "optimiser": optimiser, "loss": loss, "steps trained": step},
         commands="\n".join((
             f"{run} footage out/footage",
-            f"{run} train out/footage out/{scratch} --device {device}   # resumable: --seconds S",
+            f"{run} train out/footage out/{scratch} --device {device}"
+            + (f" --workers {workers}" if workers else "") + "   # resumable: --seconds S",
             f"{run} export out/{scratch} onnx/{recipe['model_id']}.onnx --metrics TABLE.md",
             f"python benchmarks/{stage}.py --record   # the scores below")),
         metrics=metrics or f"Not measured yet: run `python benchmarks/{stage}.py`.",

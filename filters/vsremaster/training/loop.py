@@ -1,5 +1,5 @@
-"""A small, resumable training loop shared by the stage recipes (deinterlace, descratch; denoise
-will reuse it).
+"""A small, resumable training loop shared by the stage recipes (deinterlace, descratch,
+denoise).
 
 It owns what every recipe needs and nothing model-specific: AdamW with a cosine learning-rate
 schedule, bf16 autocast on CUDA, gradient clipping, a fixed validation batch, progress lines
@@ -7,6 +7,8 @@ with steps/s and ETA, and a checkpoint (model, step, RNG state; the optimiser st
 second file) written atomically every ``save_every`` steps and at the end, so a run split over
 several time-limited calls (``seconds``) continues where it stopped (exactly, where the batch
 sampler is torch's; a numpy-side sampler such as descratch's damage restarts its own stream).
+With ``workers`` the batches are drawn in that many processes, each on its own random stream
+(the sampler's ``reseed(stream)``), so the run is reproducible for a given worker count.
 """
 
 from __future__ import annotations
@@ -78,6 +80,26 @@ def load_weights(model, checkpoint: Path) -> int:
     return int(state["step"])
 
 
+def _batches(sample, batch: int, workers: int):
+    """An endless iterator of ``sample(batch)``: in this process, or in ``workers`` forked
+    processes (torch's DataLoader), each reseeded to its own stream first."""
+    import torch
+
+    if not workers:
+        while True:
+            yield sample(batch)
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            torch.set_num_threads(1)
+            sample.reseed(torch.utils.data.get_worker_info().id + 1)
+            while True:
+                yield sample(batch)
+
+    yield from torch.utils.data.DataLoader(Stream(), batch_size=None, num_workers=workers,
+                                           prefetch_factor=4, pin_memory=True)
+
+
 def train(
     model,
     sample: Callable[[int], object],
@@ -88,6 +110,7 @@ def train(
     device: str = "cpu",
     seconds: float | None = None,
     val_batches: int = 4,
+    workers: int = 0,
     log: Callable[[str], None] = print,
 ) -> int:
     """Train ``model`` until ``cfg.steps`` or ``seconds`` of wall time, whichever is first.
@@ -102,6 +125,8 @@ def train(
             when the run stops.
         seconds: wall-time budget of this call (None: no limit).
         val_batches: batches drawn once (after seeding) and scored at every log line.
+        workers: processes drawing batches (0: this one); the sampler needs a
+            ``reseed(stream)`` method and must give CPU tensors.
 
     Returns:
         The step reached (``cfg.steps`` when the run is complete).
@@ -131,13 +156,14 @@ def train(
                            "rng": torch.get_rng_state(), "config": asdict(cfg)})
 
     running = 0.0
+    batches = _batches(sample, cfg.batch, workers)
     while step < cfg.steps:
         if seconds is not None and time.monotonic() - start > seconds:
             break
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
         model.train()
-        x = sample(cfg.batch)
+        x = next(batches)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             value = loss(model, x)
         opt.zero_grad(set_to_none=True)
