@@ -131,7 +131,9 @@ def test_real_vertical_structure_is_kept(sample_clip):
         before, after = plane(pole, n), plane(out, n)
         post = slice(60, 68)  # the post's columns; walking people cross the rest
         assert np.abs(after - before)[:200, post].mean() < 1.0
-        assert (plane(found, n)[:200, post] > 127).mean() < 0.02
+        # the post alone (above row 150: below it a walker's foot crosses it in frame 3,
+        # fast and small enough to be partly taken for a spot)
+        assert (plane(found, n)[:150, post] > 127).mean() < 0.02
 
 
 def test_script_gets_descratch_when_the_analysis_finds_damage(tmp_path, sample_clip, model):
