@@ -8,7 +8,8 @@ second file) written atomically every ``save_every`` steps and at the end, so a 
 several time-limited calls (``seconds``) continues where it stopped (exactly, where the batch
 sampler is torch's; a numpy-side sampler such as descratch's damage restarts its own stream).
 With ``workers`` the batches are drawn in that many processes, each on its own random stream
-(the sampler's ``reseed(stream)``), so the run is reproducible for a given worker count.
+(the sampler's ``reseed(stream)``), so the run is reproducible for a given worker count (a
+resumed run starts those streams again).
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def _batches(sample, batch: int, workers: int):
                 yield sample(batch)
 
     yield from torch.utils.data.DataLoader(Stream(), batch_size=None, num_workers=workers,
-                                           prefetch_factor=4, pin_memory=True)
+                                           prefetch_factor=4,
+                                           pin_memory=torch.cuda.is_available())
 
 
 def train(
