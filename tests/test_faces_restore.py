@@ -303,6 +303,9 @@ def test_script_uses_the_face_path_when_a_face_model_is_installed(private_models
         return np.frombuffer(body[: 352 * 288 * 2], np.uint16).reshape(288, 352)  # 10-bit
 
     with_faces = luma(vpy)
+    other = CliRunner().invoke(app, [*args, "--face-detector", "blazeface-front-128"])
+    assert other.exit_code == 0 and "blazeface-front-128" in other.output  # not installed here
+    assert "clip = vsr.face_enhance(" not in vpy.read_text()
     off = CliRunner().invoke(app, [*args, "--faces", "off"])
     assert off.exit_code == 0 and "clip = vsr.face_enhance(" not in vpy.read_text()
     plain = luma(vpy)

@@ -164,6 +164,8 @@ EveryOpt = Annotated[int, typer.Option(help="Analysis: measure the costly metric
 ReportOpt = Annotated[Optional[Path], typer.Option(help="Use this report.json instead of analysing the source again.")]
 AnalysisOpt = Annotated[bool, typer.Option("--analysis/--no-analysis", help="Analyse the source and let the measurements choose the chain.")]
 FieldOrderOpt = Annotated[str, typer.Option(help="auto (measured, else the source's props), progressive, tff or bff.")]
+_DETECTOR_HELP = "Face detector: blazeface-back-256 (smaller faces), blazeface-front-128, one added with `models add` (yunet-2023mar, scrfd-10g, scrfd-500m, retinaface-resnet50, retinaface-mobilenet0.25), or a .onnx of one of these layouts."
+FaceDetectorOpt = Annotated[str, typer.Option("--face-detector", help=_DETECTOR_HELP)]
 FacesOpt = Annotated[str, typer.Option(help="Face path: auto (when a face-restoration model is installed: track faces, restore them after the upscale), off, or a face model id (gfpgan-1.4, codeformer, ...).")]
 
 
@@ -232,8 +234,8 @@ def _track_source(info, span, det, sidecar: Path, *, progress: bool, cuts=None,
     return scan
 
 
-def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str,
-               progress: bool) -> tuple[str | None, str]:
+def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str, progress: bool,
+               detector: str = "blazeface-back-256") -> tuple[str | None, str]:
     """Track faces when a face model is to be used: ``(model or None, note for the script)``."""
     from .errors import ModelMissingError
     from .faces.detect import FaceDetector
@@ -244,7 +246,7 @@ def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str,
     try:
         model = installed_face_model() if faces == "auto" else faces
         FaceRestorer(model, backend=backend)  # installed and intact, or a clear error now
-        det = FaceDetector(backend=backend)
+        det = FaceDetector(detector, backend=backend)
     except ModelMissingError as exc:
         if faces != "auto":
             raise
@@ -263,6 +265,7 @@ def _write_script(
     height: int | None, trim: str | None, backend: str, tile: int | None, num_streams: int | None,
     analysis: bool = True, report_path: Path | None = None, every: int = 10,
     field_order: str = "auto", progress: bool = True, faces: str = "auto",
+    face_detector: str = "blazeface-back-256",
 ) -> Path:
     from .analysis.report import read_report
     from .chain import face_step, plan_chain, probe_source
@@ -288,7 +291,8 @@ def _write_script(
             "`vsremaster faces track` on a deinterlaced encode gives tracks to add by hand.")
     else:
         face_model, face_note = _face_pass(info, span, out.with_suffix(".faces.json"), faces,
-                                           backend=backend, progress=progress)
+                                           backend=backend, progress=progress,
+                                           detector=face_detector)
     chain.notes.append(face_note)
     if face_model:
         chain.steps.append(face_step(face_model, out.with_suffix(".faces.json").resolve(),
@@ -340,6 +344,7 @@ def script(
     every: EveryOpt = 10,
     field_order: FieldOrderOpt = "auto",
     faces: FacesOpt = "auto",
+    face_detector: FaceDetectorOpt = "blazeface-back-256",
     progress: ProgressOpt = True,
 ) -> None:
     """Write a restoration .vpy for SOURCE (preview with vspreview, encode with `encode`).
@@ -351,7 +356,8 @@ def script(
     _write_script(source, out, preset=preset, model=model, width=width, height=height,
                   trim=trim, backend=backend, tile=tile, num_streams=num_streams,
                   analysis=analysis, report_path=report, every=every, field_order=field_order,
-                  progress=progress, faces=faces)
+                  progress=progress, faces=faces,
+                  face_detector=face_detector)
 
 
 # ---------------------------------------------------------------- encode
@@ -468,6 +474,7 @@ def remaster(
     every: EveryOpt = 10,
     field_order: FieldOrderOpt = "auto",
     faces: FacesOpt = "auto",
+    face_detector: FaceDetectorOpt = "blazeface-back-256",
     target_vmaf: Annotated[float, typer.Option(help="Mean VMAF to reach against the restored frames, with a CRF per scene.")] = 95.0,
     min_vmaf_percentile: MinLowOpt = None,
     percentile: PercentileOpt = 1.0,
@@ -494,7 +501,8 @@ def remaster(
     vpy = _write_script(source, output.with_suffix(".vpy"), preset=preset, model=model,
                         width=width, height=height, trim=trim, backend=backend, tile=tile,
                         num_streams=num_streams, analysis=analysis, report_path=report,
-                        every=every, field_order=field_order, progress=progress, faces=faces)
+                        every=every, field_order=field_order, progress=progress, faces=faces,
+                        face_detector=face_detector)
     target = None if crf is not None else _target(target_vmaf, min_vmaf_percentile, percentile,
                                                   probe_share, verify, balance)
     _encode(vpy, output, crf=crf if crf is not None else 18.0, preset=x265_preset,
@@ -509,7 +517,7 @@ def remaster(
 def faces_track(
     source: Annotated[Path, typer.Argument(help="Source video file (progressive).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Sidecar to write (default: SOURCE's name with .faces.json, in the current folder).")] = None,
-    detector: Annotated[str, typer.Option(help="Face detector: blazeface-back-256 (smaller faces), blazeface-front-128, one added with `models add` (yunet-2023mar, scrfd-10g, scrfd-500m, retinaface-resnet50, retinaface-mobilenet0.25), or a .onnx of one of these layouts.")] = "blazeface-back-256",
+    detector: Annotated[str, typer.Option(help=_DETECTOR_HELP)] = "blazeface-back-256",
     score: Annotated[float, typer.Option(min=0.05, max=0.99, help="Least detector confidence (MediaPipe uses 0.75).")] = 0.75,
     tiles: Annotated[int, typer.Option(min=0, max=6, help="Also run the detector on NxN overlapping tiles (an N-fold upscale, for small SD faces); 0 = whole frame only.")] = 3,
     normalise: Annotated[str, typer.Option(help="Balance colour and equalise dark or colour-cast frames for detection only: auto, always, never.")] = "auto",
