@@ -288,7 +288,7 @@ def face_enhance(
             colours[k, m] = face_colour(np.clip(small, 0.0, 1.0), colour_weights)
         return colours[k, m]
 
-    def restore(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+    def restore(n: int, f: vs.VideoFrame | list[vs.VideoFrame]) -> vs.VideoFrame:
         start = time.perf_counter()
         frames = dict(zip(offsets, f if isinstance(f, list) else [f]))  # one clip: a frame
         img = np.dstack([np.asarray(frames[0][p]) for p in range(3)])
