@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["TEMPLATES", "template_points", "similarity", "invert", "template_transform",
-           "align", "paste_back", "feather_mask"]
+           "align", "paste_alpha", "paste_back", "feather_mask"]
 
 # normalised (x, y): left eye, right eye, nose tip, left mouth corner, right mouth corner
 TEMPLATES: dict[str, np.ndarray] = {
@@ -151,6 +151,35 @@ def feather_mask(size: int, *, margin: float = 0.06, blur: float = 0.05) -> np.n
     return cv2.GaussianBlur(mask, (0, 0), sigma)
 
 
+def paste_alpha(m: np.ndarray, mask: np.ndarray, shape: tuple[int, int], *,
+                scale: float = 1.0) -> tuple[slice, slice, np.ndarray, np.ndarray] | None:
+    """Where a crop pasted through the inverse of ``m`` lands in a frame of ``shape``
+    ``(H, W)``: ``(rows, cols, roi, alpha)`` — the frame's region, the ``(2, 3)`` transform
+    crop -> region, and ``mask`` (``(S, S)``, 0-1) warped there (0 outside the crop) — or
+    None when it lands outside the frame. ``m`` and ``scale`` as in :func:`paste_back`."""
+    import cv2
+
+    inv = invert(m)
+    if scale != 1.0:  # crop -> source pixels -> upscaled pixels (pixel centres kept aligned)
+        inv = np.vstack([inv * scale, [0, 0, 1]])[:2]
+        inv[:, 2] += 0.5 * (scale - 1)
+    # Only the part of the frame the crop lands on is warped and blended (the mask is 0
+    # outside it): the cost follows the size of the face, not of the frame.
+    s = mask.shape[0]
+    corners = np.array([[0, 0, 1], [s, 0, 1], [0, s, 1], [s, s, 1]], np.float64) @ inv.T
+    h, w = shape
+    x0, y0 = (max(0, int(np.floor(v)) - 2) for v in corners.min(0))
+    x1 = min(w, int(np.ceil(corners[:, 0].max())) + 2)
+    y1 = min(h, int(np.ceil(corners[:, 1].max())) + 2)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    roi = inv.copy()
+    roi[:, 2] -= (x0, y0)
+    alpha = cv2.warpAffine(mask.astype(np.float32), roi, (x1 - x0, y1 - y0),
+                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return slice(y0, y1), slice(x0, x1), roi, alpha
+
+
 def paste_back(frame: np.ndarray, crop: np.ndarray, m: np.ndarray, mask: np.ndarray,
                *, scale: float = 1.0) -> np.ndarray:
     """Blend ``crop`` back into ``frame`` through the inverse of ``m``.
@@ -167,29 +196,15 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, m: np.ndarray, mask: np.ndar
     """
     import cv2
 
-    inv = invert(m)
-    if scale != 1.0:  # crop -> source pixels -> upscaled pixels (pixel centres kept aligned)
-        inv = np.vstack([inv * scale, [0, 0, 1]])[:2]
-        inv[:, 2] += 0.5 * (scale - 1)
-    # Only the part of the frame the crop lands on is warped and blended (the mask is 0
-    # outside it): the cost follows the size of the face, not of the frame.
-    s = crop.shape[0]
-    corners = np.array([[0, 0, 1], [s, 0, 1], [0, s, 1], [s, s, 1]], np.float64) @ inv.T
-    h, w = frame.shape[:2]
-    x0, y0 = (max(0, int(np.floor(v)) - 2) for v in corners.min(0))
-    x1, y1 = min(w, int(np.ceil(corners[:, 0].max())) + 2), min(h, int(np.ceil(corners[:, 1].max())) + 2)
     out = frame.astype(np.float32, copy=True)
-    if x1 <= x0 or y1 <= y0:
+    landed = paste_alpha(m, mask, frame.shape[:2], scale=scale)
+    if landed is None:
         return out
-    roi = inv.copy()
-    roi[:, 2] -= (x0, y0)
-    size = (x1 - x0, y1 - y0)
-    back = cv2.warpAffine(crop.astype(np.float32), roi, size, flags=cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(mask.astype(np.float32), roi, size, flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    rows, cols, roi, alpha = landed
+    back = cv2.warpAffine(crop.astype(np.float32), roi, alpha.shape[::-1],
+                          flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     if back.ndim == 3:
         alpha = alpha[..., None]
-    region = out[y0:y1, x0:x1]
+    region = out[rows, cols]
     region += alpha * (back - region)
     return out

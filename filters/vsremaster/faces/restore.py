@@ -45,7 +45,7 @@ from ..models.store import install_hint, is_installed, is_model_file, resolve_mo
 from ..runtime.frames import from_model, to_model
 from ..runtime.session import Backend, SessionConfig, check_backend, get_pool
 from ..stages.temporal import neighbour_clips
-from .align import align, feather_mask, paste_back, template_transform
+from .align import align, feather_mask, paste_alpha, paste_back, template_transform
 from .scan import FaceScan, read_sidecar
 
 __all__ = ["FaceRestorer", "face_enhance", "installed_face_model", "neutralise_colour",
@@ -282,9 +282,10 @@ def face_enhance(
     def colour(k: int, m: int, frame: vs.VideoFrame, sar: float) -> np.ndarray:
         if (k, m) not in colours:
             t = scan.tracks[k]
-            img = np.dstack([np.asarray(frame[p]) for p in range(3)])
-            small, _ = align(img, _clip_points(t.landmarks[m - t.start], sx, sy),
-                             template=restorer.template, size=_COLOUR_SIZE, sar=sar)
+            lm = _clip_points(t.landmarks[m - t.start], sx, sy)
+            small = np.dstack([  # plane by plane: no copy of the whole frame
+                align(np.asarray(frame[p]), lm, template=restorer.template,
+                      size=_COLOUR_SIZE, sar=sar)[0] for p in range(3)])
             colours[k, m] = face_colour(np.clip(small, 0.0, 1.0), colour_weights)
         return colours[k, m]
 
@@ -348,19 +349,20 @@ def _paste_area(clip: vs.VideoNode, index: dict, restorer: FaceRestorer,
     peak = 1.0 if fmt.sample_type == vs.FLOAT else (1 << fmt.bits_per_sample) - 1
     gray = core.query_video_format(vs.GRAY, fmt.sample_type, fmt.bits_per_sample, 0, 0)
     blank = core.std.BlankClip(clip, format=gray.id, color=0, keep=True)
-    ones = np.ones((restorer.size, restorer.size), np.float32)
     grow = np.ones((5, 5), np.uint8)
 
     def area(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
         f, src = f
         sar = src.props.get("_SARNum", 1) / (src.props.get("_SARDen", 1) or 1) or 1.0
-        alpha = np.zeros((clip.height, clip.width), np.float32)
+        pasted = np.zeros((clip.height, clip.width), np.uint8)
         for lm, ramp, _ in index.get(n, ()):
             m = template_transform(lm, template=restorer.template, size=restorer.size, sar=sar)
-            alpha = paste_back(alpha, ones, m, mask * np.float32(ramp))
+            landed = paste_alpha(m, mask * np.float32(ramp), pasted.shape)
+            if landed is not None:
+                rows, cols, _, alpha = landed
+                pasted[rows, cols] |= alpha > 0
         dst = f.copy()
-        grown = cv2.dilate((alpha > 0).astype(np.uint8), grow)
-        np.asarray(dst[0])[...] = grown.astype(np.float32) * peak
+        np.asarray(dst[0])[...] = cv2.dilate(pasted, grow).astype(np.float32) * peak
         return dst
 
     return core.std.ModifyFrame(blank, [blank, clip], area)

@@ -15,9 +15,7 @@ from ..errors import InputError
 from ..runtime.frames import check_clip, read_plane8
 from ..runtime.session import Backend
 from ..runtime.tiling import plan_tiles, run_tiled
-from .temporal import (
-    NEIGHBOURS, neighbour_clips, open_model, require_progressive, window_offsets,
-)
+from .temporal import open_model, require_progressive, window_clips, window_order
 
 __all__ = ["denoise", "estimate_sigma", "DEFAULT_DENOISE_MODEL", "MODES", "SIGMA_MAX",
            "SIGMA_PROP"]
@@ -139,8 +137,6 @@ def denoise(
     coded = 0.0 if mode == "noise" else 1.0
 
     total = clip.num_frames
-    shifted = neighbour_clips(clip)
-    keys = (0, *NEIGHBOURS)
     integer = fmt.sample_type == vs.INTEGER
     peak = (1 << fmt.bits_per_sample) - 1 if integer else 1.0
     # float chroma is centred on 0: shift it to the model's 0-1
@@ -163,8 +159,7 @@ def denoise(
         return cur + strength * (d - cur)
 
     def restore(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
-        props = {-1: f[2].props, 0: f[0].props, 1: f[3].props}
-        order = [keys.index(d) for d in window_offsets(n, total, props)]
+        order = window_order(n, total, f)
         dst = f[0].copy()
         for p in range(fmt.num_planes):
             if sigmas[p] == 0.0 and not coded:
@@ -177,4 +172,4 @@ def denoise(
         dst.props[SIGMA_PROP] = sigmas
         return dst
 
-    return core.std.ModifyFrame(clip, [shifted[d] for d in keys], restore)
+    return core.std.ModifyFrame(clip, window_clips(clip), restore)

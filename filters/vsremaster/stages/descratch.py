@@ -12,9 +12,7 @@ from ..errors import InputError
 from ..runtime.frames import check_clip
 from ..runtime.session import Backend
 from ..runtime.tiling import plan_tiles, run_tiled
-from .temporal import (
-    NEIGHBOURS, neighbour_clips, open_model, require_progressive, window_offsets,
-)
+from .temporal import open_model, require_progressive, window_clips, window_order
 
 __all__ = ["descratch", "DEFAULT_DESCRATCH_MODEL", "DAMAGE_AREA_PROP"]
 
@@ -91,8 +89,6 @@ def descratch(
     pool = open_model(model, "descratch", backend, num_streams)
 
     total = clip.num_frames
-    shifted = neighbour_clips(clip)
-    keys = (0, *NEIGHBOURS)
     plan = plan_tiles(clip.width, clip.height, tile=None, overlap=0, multiple=_MULTIPLE)
     integer = fmt.sample_type == vs.INTEGER
     peak = (1 << fmt.bits_per_sample) - 1 if integer else 1.0
@@ -105,9 +101,9 @@ def descratch(
 
     def damage(n: int, f: list[vs.VideoFrame]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(current luma, damage probability × strength, replacement) in 0-1."""
-        props = {-1: f[2].props, 0: f[0].props, 1: f[3].props}
-        lumas = {d: luma(f[i]) for i, d in enumerate(keys)}
-        x = np.stack([lumas[d] for d in window_offsets(n, total, props)])[None]
+        order = window_order(n, total, f)
+        lumas = {i: luma(f[i]) for i in {0, *order}}
+        x = np.stack([lumas[i] for i in order])[None]
         y = run_tiled(x, pool.run, plan, scale=1)[0]
         return lumas[0], np.clip(y[0] * strength, 0.0, 1.0), y[1]
 
@@ -145,6 +141,6 @@ def descratch(
         dst.props.update(f[0].props)
         return dst
 
-    sources = [shifted[d] for d in keys] + ([canvas] if mask else [])
+    sources = window_clips(clip) + ([canvas] if mask else [])
     func = show_mask if mask else restore
     return core.std.ModifyFrame(canvas, sources, func)

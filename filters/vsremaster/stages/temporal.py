@@ -13,8 +13,8 @@ from ..runtime.session import (
     Backend, SessionConfig, SessionPool, check_backend, get_pool, stream_count,
 )
 
-__all__ = ["NEIGHBOURS", "neighbour_clips", "open_model", "require_progressive",
-           "window_offsets"]
+__all__ = ["NEIGHBOURS", "WINDOW", "neighbour_clips", "open_model", "require_progressive",
+           "window_clips", "window_order", "window_offsets"]
 
 NEIGHBOURS = (-2, -1, 1, 2)
 """Offsets of the frames a model sees besides the current one (``t-2 … t+2``)."""
@@ -28,6 +28,24 @@ def neighbour_clips(clip: vs.VideoNode, offsets=NEIGHBOURS) -> dict[int, vs.Vide
     for d in offsets:
         shifted[d] = clip[0] * -d + clip[:d] if d < 0 else clip[d:] + clip[-1] * d
     return shifted
+
+
+WINDOW = (0, *NEIGHBOURS)
+"""Offsets of the clips :func:`window_clips` gives, in that order (the current frame first)."""
+
+
+def window_clips(clip: vs.VideoNode) -> list[vs.VideoNode]:
+    """The clip shifted by each :data:`WINDOW` offset: pass them to ``std.ModifyFrame``,
+    whose frame list then feeds :func:`window_order`."""
+    shifted = neighbour_clips(clip)
+    return [shifted[d] for d in WINDOW]
+
+
+def window_order(n: int, total: int, frames: list[vs.VideoFrame]) -> list[int]:
+    """Indices into ``frames`` (frame ``n`` of each :func:`window_clips` clip) of the five
+    frames fed for frame ``n``, t-2 … t+2 (see :func:`window_offsets`)."""
+    props = {d: frames[WINDOW.index(d)].props for d in (-1, 0, 1)}
+    return [WINDOW.index(d) for d in window_offsets(n, total, props)]
 
 
 def window_offsets(n: int, total: int, props: dict[int, vs.FrameProps]) -> list[int]:
