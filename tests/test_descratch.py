@@ -154,6 +154,11 @@ def test_script_gets_descratch_when_the_analysis_finds_damage(tmp_path, sample_c
     assert chain.steps[0].kwargs == {"cuts": [1, 30]}  # in the trimmed script's frames
     assert "40% of analysed frames" in chain.steps[1].reason
     assert [s.function for s in plan_chain(info, preset="fast").steps] == ["upscale"]
+    # --backend ncnn reaches the upscale only (the ncnn backend runs the upscalers' files)
+    on_ncnn = plan_chain(info, report=report, preset="fast", backend="ncnn").steps
+    assert [s.kwargs.get("backend") for s in on_ncnn] == [None, None, "ncnn"]
+    on_torch = plan_chain(info, report=report, preset="fast", backend="torch").steps
+    assert [s.kwargs.get("backend") for s in on_torch] == [None, "torch", "torch"]
     script = tmp_path / "scratched.vpy"
     script.write_text(render_script(info, chain, preset="fast", trim=(10, 13)), encoding="utf-8")
     assert "vsr.descratch(" in script.read_text(encoding="utf-8")

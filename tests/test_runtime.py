@@ -77,3 +77,6 @@ def test_cpu_backend_always_available_and_gpu_request_fails_clearly():
             check_backend("cuda")
     with pytest.raises(BackendError, match="unknown backend"):
         check_backend("vulkan")
+    found = available_backends()
+    assert Backend.NCNN in found and Backend.TORCH in found  # ncnn and torch are dependencies
+    assert found.index(Backend.CPU) < found.index(Backend.TORCH)  # auto never picks torch

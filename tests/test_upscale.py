@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import vapoursynth as vs
-from onnx import TensorProto, helper, numpy_helper
-
 import vsremaster as vsr
 from vsremaster.errors import BackendError, InputError, ModelError
-from vsremaster.runtime.session import Backend, available_backends
+from vsremaster.models.manifest import load_manifest
+from vsremaster.models.store import ncnn_source, sources_dir
+from vsremaster.runtime.session import Backend, SessionConfig, available_backends, get_pool
+
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 core = vs.core
 
@@ -143,7 +145,7 @@ def test_real_model_output_is_exactly_the_onnx_output(sample_clip, model):
     loaded = model("realesr-animevideov3-x4")
     clip = core.bs.VideoSource(str(sample_clip("carphone")))[:3]
     rgb = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="170m")
-    out = vsr.upscale(rgb, model="realesr-animevideov3-x4")
+    out = vsr.upscale(rgb, model="realesr-animevideov3-x4", backend="cpu")
     x = np.stack([np.asarray(rgb.get_frame(1)[p]) for p in range(3)])[None]
     x = np.clip(x, 0, 1)  # the model's value range; YUV->RGB overshoots slightly
     sess = ort.InferenceSession(str(loaded.path), providers=["CPUExecutionProvider"])
@@ -151,6 +153,54 @@ def test_real_model_output_is_exactly_the_onnx_output(sample_clip, model):
     got = np.stack([np.asarray(out.get_frame(1)[p]) for p in range(3)])
     assert got.shape == (3, 576, 704)
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_ncnn_backend_matches_onnx_runtime_and_auto_prefers_it_on_cpu(sample_clip, model):
+    """backend="ncnn" runs the registry's original ncnn files: same frames as ONNX Runtime
+    within the converter's verified tolerance; ``auto`` on a CPU-only machine picks it."""
+    loaded = model("realesr-animevideov3-x2")
+    clip = core.bs.VideoSource(str(sample_clip("carphone")))[:3]
+    rgb = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="170m")
+    runs = {b: vsr.upscale(rgb, model="realesr-animevideov3-x2", backend=b)
+            for b in ("ncnn", "cpu", "auto")}
+    for n in range(3):
+        got = {b: np.stack([np.asarray(c.get_frame(n)[p]) for p in range(3)])
+               for b, c in runs.items()}
+        assert got["ncnn"].shape == (3, 288, 352)
+        assert np.abs(got["ncnn"] - got["cpu"]).max() <= loaded.spec.tolerance
+        assert np.abs(got["ncnn"] - got["cpu"]).max() > 0  # really another runtime
+    if not available_backends()[0].gpu:
+        np.testing.assert_array_equal(got["auto"], got["ncnn"])
+        files = ncnn_source(loaded.spec)
+        assert get_pool(SessionConfig(loaded.path, Backend.AUTO, 1, ncnn=files)).backend is Backend.NCNN
+
+
+def test_ncnn_backend_needs_the_model_s_intact_ncnn_files(bikes, nearest2x, model, tmp_path,
+                                                           monkeypatch):
+    with pytest.raises(BackendError, match="no ncnn source.*backend 'cpu'"):
+        vsr.upscale(bikes, model=nearest2x, backend="ncnn")
+    with pytest.raises(BackendError, match="fp32 only"):
+        vsr.upscale(bikes, model="realesr-animevideov3-x2", backend="ncnn", fp16=True)
+    spec = model("realesr-animevideov3-x2").spec
+    assert ncnn_source(spec) is not None
+    # A cache whose ncnn files were altered (or removed) gives no ncnn source: auto runs ORT.
+    copy = tmp_path / "models"
+    monkeypatch.setenv("VSREMASTER_MODELS", str(copy))
+    for member in (spec.param, spec.bin):
+        target = sources_dir(spec) / member
+        target.parent.mkdir(parents=True, exist_ok=True)
+        monkeypatch.delenv("VSREMASTER_MODELS")
+        data = (sources_dir(spec) / member).read_bytes()
+        monkeypatch.setenv("VSREMASTER_MODELS", str(copy))
+        target.write_bytes(data)
+    assert ncnn_source(spec) == (sources_dir(spec) / spec.param, sources_dir(spec) / spec.bin)
+    tampered = bytearray((sources_dir(spec) / spec.bin).read_bytes())
+    tampered[-4:] = b"\0\0\0\0"
+    (sources_dir(spec) / spec.bin).write_bytes(bytes(tampered))
+    assert ncnn_source(spec) is None
+    (sources_dir(spec) / spec.param).unlink()
+    assert ncnn_source(spec) is None
+    assert load_manifest()["realesrgan-x4plus"].param  # the zoo's upscalers all have one
 
 
 def test_real_model_tiles_streams_and_fp16_agree(sample_clip, model):

@@ -169,6 +169,14 @@ def _field_order(source: SourceInfo, report: dict | None, override: str) -> tupl
     return declared, f"the source's _FieldBased property says {label}"
 
 
+def _backend_kwargs(backend: str, *, upscale: bool = False) -> dict[str, str]:
+    """The ``backend`` argument of a step: none for ``auto``; ``ncnn`` only reaches the
+    upscale (it runs the upscalers' ncnn files; the other stages keep ``auto``)."""
+    if backend == "auto" or (backend == "ncnn" and not upscale):
+        return {}
+    return {"backend": backend}
+
+
 def plan_chain(
     source: SourceInfo,
     *,
@@ -218,8 +226,7 @@ def plan_chain(
 
         resolve_model(DEFAULT_DEINTERLACE_MODEL)  # present and intact, or a clear error now
         kwargs = {"tff": order == "tff"}
-        if backend != "auto":
-            kwargs["backend"] = backend
+        kwargs.update(_backend_kwargs(backend))
         steps.append(Step("deinterlace", f"Deinterlace ({order.upper()}: {order_why}): bob to "
                           f"double rate ({float(source.fps) * 2:.3f} fps) with vsremaster's "
                           f"network {DEFAULT_DEINTERLACE_MODEL}, the source's own lines kept.",
@@ -231,7 +238,7 @@ def plan_chain(
         from .stages.denoise import DEFAULT_DENOISE_MODEL
 
         resolve_model(DEFAULT_DENOISE_MODEL)
-        kwargs = {**noise["params"], **({"backend": backend} if backend != "auto" else {})}
+        kwargs = {**noise["params"], **_backend_kwargs(backend)}
         after = " (after the bob)" if bob else ""
         steps.append(Step("denoise", f"Denoise{after} with vsremaster's temporal network "
                           f"{DEFAULT_DENOISE_MODEL}, sigma per plane as measured (8-bit "
@@ -241,7 +248,7 @@ def plan_chain(
         from .stages.descratch import DEFAULT_DESCRATCH_MODEL
 
         resolve_model(DEFAULT_DESCRATCH_MODEL)
-        kwargs = {"backend": backend} if backend != "auto" else {}
+        kwargs = _backend_kwargs(backend)
         after = " (after the bob: it needs progressive frames)" if bob else ""
         steps.append(Step("descratch", f"Remove scratches, lines, dust and snow{after} with "
                           f"vsremaster's network {DEFAULT_DESCRATCH_MODEL}. Analysis: "
@@ -272,8 +279,7 @@ def plan_chain(
     for key, value in (("tile", tile), ("num_streams", num_streams)):
         if value:
             kwargs[key] = value
-    if backend != "auto":
-        kwargs["backend"] = backend
+    kwargs.update(_backend_kwargs(backend, upscale=True))
     what = spec.description if spec.task != "user" else f"your model {model_id}"
     upscale_rec = next((r for r in (report or {}).get("recommendation", [])
                         if r["stage"] == "upscale"), None)
@@ -285,8 +291,6 @@ def plan_chain(
 def face_step(model: str, tracks: Path, found: str, *, backend: str = "auto") -> Step:
     """The ``face_enhance`` call placed after the upscale: faces are cropped from the upscaled
     frame and pasted back into it (``found``: what the face pass saw, for the comment)."""
-    kwargs: dict[str, Any] = {"tracks": str(tracks), "model": model}
-    if backend != "auto":
-        kwargs["backend"] = backend
+    kwargs: dict[str, Any] = {"tracks": str(tracks), "model": model, **_backend_kwargs(backend)}
     return Step("face_enhance", f"{found}; restore them with {model} along the tracks "
                 "(smoothed landmarks, no track across a scene cut).", kwargs)

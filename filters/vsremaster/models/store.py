@@ -25,7 +25,7 @@ from .manifest import ModelSpec, load_manifest
 
 __all__ = ["LoadedModel", "onnx_path", "record_path", "read_record", "resolve_model",
            "stage_model_path", "is_installed",
-           "is_model_file", "expected_sha256", "install_hint"]
+           "is_model_file", "expected_sha256", "install_hint", "sources_dir", "ncnn_source"]
 
 FETCH_HINT = "vsremaster models fetch"
 
@@ -69,6 +69,27 @@ def onnx_path(model_id: str) -> Path:
 def record_path(model_id: str) -> Path:
     """Cache location of the fetch record (checksums, verification error) of ``model_id``."""
     return models_dir() / f"{model_id}.json"
+
+
+def sources_dir(spec: ModelSpec) -> Path:
+    """Cache folder the registry package carrying ``spec`` is extracted into."""
+    pkg = load_manifest().package(spec)
+    return models_dir() / "sources" / f"{pkg.name}-{pkg.version}"
+
+
+def ncnn_source(spec: ModelSpec) -> tuple[Path, Path] | None:
+    """The original ncnn ``(.param, .bin)`` of a model converted from ncnn, when both are
+    extracted in the cache and match the manifest's sha256 (checked once per file version);
+    None otherwise (models shipped as ONNX, user files, or sources removed). Never
+    downloads: the runtime's ``ncnn`` backend runs these files."""
+    if spec.user is not None or spec.shipped or not (spec.param and spec.bin):
+        return None
+    root = sources_dir(spec)
+    files = (root / spec.param, root / spec.bin)
+    for path, want in zip(files, (spec.param_sha256, spec.bin_sha256)):
+        if not path.is_file() or _checked_sha256(path) != want:
+            return None
+    return files
 
 
 def is_installed(model_id: str) -> bool:

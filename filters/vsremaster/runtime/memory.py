@@ -48,5 +48,5 @@ def session_budget(backend: Backend, num_streams: int) -> int:
     env = os.environ.get("VSREMASTER_MEMORY_BUDGET")
     if env:
         return int(env)
-    free = _free_cpu() if backend is Backend.CPU else _free_gpu()
+    free = _free_gpu() if backend.gpu else _free_cpu()
     return max(free // 2 // max(num_streams, 1), 256 << 20)

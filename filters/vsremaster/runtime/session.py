@@ -1,14 +1,23 @@
-"""ONNX Runtime sessions: backend (execution provider) selection and a session pool.
+"""Inference sessions: backend selection and a session pool.
 
-``backend="auto"`` tries TensorRT EP, then CUDA EP, then the CPU; an explicit backend that
-cannot be met raises :class:`~vsremaster.errors.BackendError` instead of silently running
-elsewhere. A :class:`SessionPool` holds ``num_streams`` sessions of one model so that
-VapourSynth's worker threads run frames in parallel (ORT releases the GIL inside ``run``);
+Models run in ONNX Runtime (TensorRT, CUDA or CPU execution provider); in PyTorch
+(``backend="torch"``, on CUDA when torch sees a GPU: the same ONNX graph translated by
+:mod:`vsremaster.runtime.torch_graph`, for machines with torch but no onnxruntime-gpu); or,
+for the models converted from ncnn files (the upscalers), in ncnn itself on the CPU: ncnn picks
+Winograd or im2col-GEMM per 3x3 convolution and runs the compact SR networks 1.3-1.7x as fast
+as ONNX Runtime's CPU kernels on the same weights (``benchmarks/upscale_vs_mlrt.py``).
+``backend="auto"`` tries TensorRT EP, then CUDA EP, then ncnn (when the model has its ncnn
+source and runs in fp32), then ORT on the CPU (``torch`` is never picked by ``auto``: it
+is asked for by name); an explicit backend that cannot be met raises
+:class:`~vsremaster.errors.BackendError` instead of silently running elsewhere. A
+:class:`SessionPool` holds ``num_streams`` sessions of one model so that VapourSynth's
+worker threads run frames in parallel (ORT and ncnn release the GIL while they compute);
 more threads than streams simply wait for a free session.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import queue
 import threading
@@ -42,16 +51,21 @@ def _ort():
 
 
 class Backend(StrEnum):
-    """Where a model runs. ``AUTO`` picks the first available of TensorRT, CUDA, CPU."""
+    """Where a model runs. ``AUTO`` picks the first available of TensorRT, CUDA, ncnn (models
+    converted from ncnn only), CPU (ONNX Runtime)."""
 
     AUTO = "auto"
     TENSORRT = "tensorrt"
     CUDA = "cuda"
+    NCNN = "ncnn"
     CPU = "cpu"
+    TORCH = "torch"
 
     @property
     def gpu(self) -> bool:
-        """Whether this backend runs on a GPU (CUDA or TensorRT)."""
+        """Whether this backend runs on a GPU (CUDA, TensorRT; torch when it sees CUDA)."""
+        if self is Backend.TORCH:
+            return _torch().cuda.is_available()
         return self in (Backend.CUDA, Backend.TENSORRT)
 
 
@@ -60,13 +74,45 @@ _PROVIDERS = {
     Backend.CUDA: "CUDAExecutionProvider",
     Backend.CPU: "CPUExecutionProvider",
 }
-_AUTO_ORDER = (Backend.TENSORRT, Backend.CUDA, Backend.CPU)
+_AUTO_ORDER = (Backend.TENSORRT, Backend.CUDA, Backend.NCNN, Backend.CPU)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendError("the torch backend needs PyTorch: pip install torch") from exc
+    return torch
+
+
+def _ncnn():
+    try:
+        import ncnn
+    except ImportError as exc:
+        raise BackendError("the ncnn backend needs the ncnn package: pip install ncnn") from exc
+    return ncnn
+
+
+def _have_ncnn() -> bool:
+    try:
+        _ncnn()
+    except BackendError:
+        return False
+    return True
 
 
 def available_backends() -> list[Backend]:
-    """Backends whose execution provider this ONNX Runtime build offers."""
+    """Backends this machine offers, in ``auto``'s order: the execution providers of this
+    ONNX Runtime build, and ncnn when its package is installed; then torch when it is
+    installed (never chosen by ``auto``)."""
     have = set(_ort().get_available_providers())
-    return [b for b in _AUTO_ORDER if _PROVIDERS[b] in have]
+    found = [
+        b for b in _AUTO_ORDER
+        if (_have_ncnn() if b is Backend.NCNN else _PROVIDERS[b] in have)
+    ]
+    if importlib.util.find_spec("torch") is not None:
+        found.append(Backend.TORCH)
+    return found
 
 
 def check_backend(backend: str | Backend) -> Backend:
@@ -82,10 +128,12 @@ def check_backend(backend: str | Backend) -> Backend:
             f"unknown backend {backend!r}; choose one of {', '.join(b.value for b in Backend)}"
         ) from None
     if backend is not Backend.AUTO and backend not in available_backends():
+        hint = {Backend.NCNN: "pip install ncnn", Backend.TORCH: "pip install torch"}.get(
+            backend, "install 'vsremaster[gpu]'")
         raise BackendError(
-            f"backend {backend.value!r} is not available in this ONNX Runtime build "
+            f"backend {backend.value!r} is not available here "
             f"(available: {', '.join(b.value for b in available_backends())}); "
-            "install 'vsremaster[gpu]' for cuda/tensorrt, or use backend='auto'"
+            f"{hint} for {backend.value}, or use backend='auto'"
         )
     return backend
 
@@ -113,8 +161,11 @@ class SessionConfig:
         backend: requested backend (``AUTO`` resolves when the first session is made).
         num_streams: sessions in the pool (parallel frames).
         fp16: run in half precision (CUDA: converted model; TensorRT: fp16 engine;
-            CPU: converted model, slow, for testing).
-        threads: ORT intra-op threads per session (CPU); 0 = cores / num_streams.
+            CPU: converted model, slow, for testing; ncnn: fp32 only).
+        threads: CPU threads per session (ORT intra-op, ncnn); 0 = cores / num_streams.
+        ncnn: the original ncnn ``(.param, .bin)`` the ONNX was converted from (checked
+            against the manifest, :func:`~vsremaster.models.store.ncnn_source`); lets the
+            ``ncnn`` backend, and ``auto`` on a CPU, run those instead.
     """
 
     model: Path
@@ -122,6 +173,12 @@ class SessionConfig:
     num_streams: int = 1
     fp16: bool = False
     threads: int = 0
+    ncnn: tuple[Path, Path] | None = None
+
+    @property
+    def cpu_threads(self) -> int:
+        """Threads one CPU session uses."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.num_streams)
 
 
 def _fp16_model(path: Path) -> Path:
@@ -161,14 +218,148 @@ def _provider_entry(backend: Backend, fp16: bool) -> tuple[str, dict[str, str]]:
     return _PROVIDERS[Backend.CPU], {}
 
 
+@dataclass(frozen=True, slots=True)
+class _Io:
+    name: str
+    shape: list[int | str | None]
+    type: str = "tensor(float)"
+
+
+class _NcnnSession:
+    """An ncnn network (the model's original ``.param``/``.bin``) behind the part of ORT's
+    ``InferenceSession`` interface the pool uses: one input, one output, NCHW float32.
+
+    fp32 only (ncnn's fp16/bf16 storage is off: on x86 CPUs without fp16 arithmetic it would
+    do nothing), so results match ONNX Runtime within the converter's verification
+    tolerance; Vulkan is not used. The batch is run one image at a time through a fresh
+    extractor (extractors of one net are independent).
+    """
+
+    def __init__(self, param: Path, bin_: Path, threads: int) -> None:
+        from ..models.ncnn import read_param
+
+        ncnn = _ncnn()
+        graph = read_param(param)
+        self._in, self._out = graph.input_blob, graph.output_blob
+        net = ncnn.Net()
+        opt = net.opt
+        opt.use_vulkan_compute = False
+        opt.num_threads = threads
+        opt.use_fp16_packed = opt.use_fp16_storage = opt.use_fp16_arithmetic = False
+        opt.use_bf16_storage = False
+        if net.load_param(str(param)) != 0 or net.load_model(str(bin_)) != 0:
+            raise BackendError(f"ncnn could not load {param.name} / {bin_.name}")
+        self._net, self._mat = net, ncnn.Mat
+
+    def get_inputs(self) -> list[_Io]:
+        return [_Io(self._in, [1, None, "height", "width"])]
+
+    def get_outputs(self) -> list[_Io]:
+        return [_Io(self._out, [1, None, "height", "width"])]
+
+    def get_providers(self) -> list[str]:
+        return ["ncnn"]
+
+    def run(self, output_names, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        (x,) = feeds.values()
+        outs = []
+        for image in x:
+            ex = self._net.create_extractor()
+            ex.input(self._in, self._mat(np.ascontiguousarray(image, dtype=np.float32)))
+            status, mat = ex.extract(self._out)
+            if status != 0:
+                raise BackendError(f"ncnn failed on a {image.shape} input (status {status})")
+            outs.append(np.array(mat, dtype=np.float32).reshape(-1, mat.h, mat.w))
+        return [np.stack(outs)]
+
+
+def _ncnn_can_run(cfg: SessionConfig) -> bool:
+    return cfg.ncnn is not None and not cfg.fp16
+
+
+def _require_ncnn_source(cfg: SessionConfig) -> None:
+    if cfg.fp16:
+        raise BackendError("the ncnn backend runs fp32 only; use fp16=False, or backend 'cpu'")
+    if cfg.ncnn is None:
+        raise BackendError(
+            f"{cfg.model.name} has no ncnn source: the ncnn backend runs only the models "
+            "converted from ncnn files (the upscalers of `vsremaster models list`, with their "
+            "sources fetched); use backend 'cpu' or 'auto'"
+        )
+
+
+class _TorchSession:
+    """The ONNX graph run by PyTorch (:class:`~vsremaster.runtime.torch_graph.OnnxModule`)
+    behind the pool's session interface: on CUDA when torch sees a GPU, else on the CPU.
+
+    ``fp16``: autocast to float16 on CUDA, bfloat16 on the CPU. With
+    ``VSREMASTER_TORCH_COMPILE=1`` the module goes through ``torch.compile`` (each new input
+    shape compiles once: fixed tiles keep that to the first frame). Sessions of one model
+    share one module (inference only, so threads may run it at once).
+    """
+
+    def __init__(self, model: Path, fp16: bool) -> None:
+        torch = _torch()
+        self._torch = torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._dtype = (torch.float16 if self.device == "cuda" else torch.bfloat16) if fp16 else None
+        self._module, self._forward = _torch_module(model, self.device)
+        self._inputs = [_Io(n, shape) for n, shape in self._module.input_shapes]
+        self._outputs = [_Io(n, [None]) for n in self._module.output_names]
+
+    def get_inputs(self) -> list[_Io]:
+        return self._inputs
+
+    def get_outputs(self) -> list[_Io]:
+        return self._outputs
+
+    def get_providers(self) -> list[str]:
+        return [f"torch ({self.device})"]
+
+    def run(self, output_names, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        torch = self._torch
+        xs = [torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.float32)).to(self.device)
+              for name in self._module.input_names]
+        with torch.inference_mode(), torch.autocast(
+            self.device, dtype=self._dtype or torch.float32, enabled=self._dtype is not None
+        ):
+            ys = self._forward(*xs)
+        names = self._module.output_names
+        wanted = names if output_names is None else output_names
+        return [ys[names.index(n)].float().cpu().numpy() for n in wanted]
+
+
+_torch_modules: dict[tuple[Path, str], tuple[object, object]] = {}
+_torch_lock = threading.Lock()
+
+
+def _torch_module(model: Path, device: str):
+    """``(module, forward)``: the translated module of ``model`` on ``device`` and what runs
+    it (the module, or its ``torch.compile`` wrapper); built once per process."""
+    with _torch_lock:
+        entry = _torch_modules.get((model, device))
+        if entry is None:
+            from .torch_graph import OnnxModule
+
+            module = OnnxModule(model).to(device).eval()
+            compile_ = os.environ.get("VSREMASTER_TORCH_COMPILE") == "1"
+            entry = _torch_modules[(model, device)] = (
+                module, _torch().compile(module) if compile_ else module)
+        return entry
+
+
 def _make_session(cfg: SessionConfig, backend: Backend):
+    if backend is Backend.TORCH:
+        return _TorchSession(cfg.model, cfg.fp16)
+    if backend is Backend.NCNN:
+        _require_ncnn_source(cfg)
+        return _NcnnSession(*cfg.ncnn, cfg.cpu_threads)
     ort = _ort()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     if backend is Backend.CPU:
-        cores = os.cpu_count() or 1
-        opts.intra_op_num_threads = cfg.threads or max(1, cores // cfg.num_streams)
+        opts.intra_op_num_threads = cfg.cpu_threads
     else:
         # Shapes are fixed per tile; the pattern planner only gets in the way of CUDA graphs.
         opts.enable_mem_pattern = False
@@ -197,6 +388,8 @@ def _open(cfg: SessionConfig):
             raise BackendError(f"backend {cfg.backend.value!r} failed to start: {exc}") from exc
     errors = []
     for backend in available_backends():
+        if backend is Backend.TORCH or (backend is Backend.NCNN and not _ncnn_can_run(cfg)):
+            continue
         try:
             return _make_session(cfg, backend), backend
         except Exception as exc:  # try the next provider
@@ -271,7 +464,14 @@ _pools_lock = threading.Lock()
 
 
 def get_pool(config: SessionConfig) -> SessionPool:
-    """The process-wide pool for ``config`` (one set of sessions per model and settings)."""
+    """The process-wide pool for ``config`` (one set of sessions per model and settings).
+
+    Raises:
+        BackendError: backend ``ncnn`` for a model without its ncnn source (at once, while
+            the graph is built, not at the first frame).
+    """
+    if config.backend is Backend.NCNN:
+        _require_ncnn_source(config)
     with _pools_lock:
         pool = _pools.get(config)
         if pool is None:

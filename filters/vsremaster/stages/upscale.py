@@ -8,7 +8,7 @@ import vapoursynth as vs
 
 from .. import log
 from ..errors import InputError
-from ..models.store import resolve_model
+from ..models.store import ncnn_source, resolve_model
 from ..runtime.filter import model_filter
 from ..runtime.frames import from_model, to_model
 from ..runtime.memory import session_budget
@@ -77,7 +77,10 @@ def upscale(
             that does.
         overlap: context pixels per tile side (default: the model's); tiles are blended
             with feathered ramps across the shared ``2 * overlap`` pixels.
-        backend: "auto" (TensorRT → CUDA → CPU), "tensorrt", "cuda" or "cpu". An explicit
+        backend: "auto" (TensorRT → CUDA → ncnn → CPU), "tensorrt", "cuda", "ncnn" or
+            "cpu" (ONNX Runtime). "ncnn" runs the model's original ncnn files on the CPU
+            (zoo models converted from ncnn; 1.5-1.8x ONNX Runtime's CPU speed on the compact
+            models; fp32 only); ``auto`` prefers it on a CPU when the files are installed. An explicit
             backend that is not available raises instead of falling back.
         num_streams: parallel sessions (frames in flight); default 1 on CPU, 2 on GPU.
         fp16: half precision; default: on for GPU backends when the model allows it.
@@ -102,7 +105,7 @@ def upscale(
     gpu = effective.gpu
     config = SessionConfig(
         model=loaded.path, backend=backend, num_streams=streams,
-        fp16=spec.fp16 and gpu if fp16 is None else fp16,
+        fp16=spec.fp16 and gpu if fp16 is None else fp16, ncnn=ncnn_source(spec),
     )
     if isinstance(tile, int):
         tile = (tile, tile)
