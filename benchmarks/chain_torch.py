@@ -15,8 +15,11 @@ chain's model-only fps.
     python benchmarks/chain.py --frames 6 --sr-model realesr-animevideov3-x4 --workload wl.json
     # on the GPU machine, the ONNX files named in wl.json in MODELS/:
     python benchmarks/chain_torch.py wl.json --models MODELS --precision bf16 [--compile]
+    # one model on whole frames (FLOPs counted by torch's FlopCounterMode; no traffic figure):
+    python benchmarks/chain_torch.py --single realesrgan-x4plus.onnx --shape 1,3,480,720
 
 Models not in MODELS are reported as missing (their sha256 must match the workload's).
+``benchmarks/workloads/`` holds the workloads of the 720×480 chains measured on the CI machine.
 """
 
 from __future__ import annotations
@@ -67,15 +70,34 @@ def peak_tbps(device: str, mib: int = 1024) -> float:
     return 2 * src.numel() * 4 / timed(lambda: dst.copy_(src), device) / 1e12
 
 
+def single_workload(path: Path, shape: str, frames: int, device: str) -> dict:
+    """A one-stage workload: ``frames`` runs of ``path`` on one input of ``shape``, FLOPs
+    counted by torch (convolutions and matrix products, as chain.py counts them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dims = [int(v) for v in shape.split(",")]
+    module = OnnxModule(path).to(device).eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        module(torch.rand(dims, device=device))
+    call = {"model": path.name, "sha256": sha256(path), "count": frames,
+            "feeds": [["", dims]], "flops": float(counter.get_total_flops()), "bytes": 0.0}
+    return {"stages": [{"name": f"{path.stem} {shape}", "frames": frames, "calls": [call]}]}
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("workload", type=Path, help="JSON written by chain.py --workload")
-    ap.add_argument("--models", type=Path, required=True, help="folder with the ONNX files")
-    ap.add_argument("--precision", choices=sorted(DTYPES), default="bf16")
+    ap.add_argument("workload", type=Path, nargs="?", help="JSON written by chain.py --workload")
+    ap.add_argument("--models", type=Path, default=Path("."), help="folder with the ONNX files")
+    ap.add_argument("--single", type=Path, help="time this one ONNX file instead of a workload")
+    ap.add_argument("--shape", default="1,3,480,720", help="--single: input shape N,C,H,W")
+    ap.add_argument("--frames", type=int, default=8, help="--single: runs timed")
+    ap.add_argument("--precision", choices=sorted(DTYPES),
+                    default="bf16" if torch.cuda.is_available() else "fp32",
+                    help="default: bf16 on a GPU, fp32 on a CPU (bf16 is emulated there)")
     ap.add_argument("--compile", action="store_true", help="torch.compile each model")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
@@ -86,7 +108,13 @@ def main() -> None:
         name = torch.cuda.get_device_name()
     else:
         name = "CPU"
-    work = json.loads(args.workload.read_text())
+    if args.single:
+        work, args.models = single_workload(args.single, args.shape, args.frames, device), \
+            args.single.parent
+    elif args.workload:
+        work = json.loads(args.workload.read_text())
+    else:
+        ap.error("give a workload JSON or --single ONNX")
     peak_f = peak_tflops(device, dtype)  # fp32 on CUDA: TF32 tensor cores, as the models
     peak_b = peak_tbps(device)
     print(f"# {name}, torch {torch.__version__}, {args.precision}"
