@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: machine description, RESULTS.md recording, and the
+"""Helpers shared by the benchmarks: machine description, RESULTS.md recording, process
+memory, the vs-mlrt peer's network and fps timing of a clip, and the
 PyTorch speed of vsremaster's own networks on a GPU (``--torch CKPT`` of the stage
 benchmarks, for the lent GPU machine, which has no VapourSynth and no ONNX Runtime GPU
 build)."""
@@ -53,6 +54,65 @@ def record(title: str, versions: dict[str, str], table: str, notes: str = "") ->
         lines.append(notes.rstrip() + "\n")
     with open(RESULTS, "a", encoding="utf-8") as fh:
         fh.write("\n".join(lines))
+
+
+def proc_status_mib(field: str) -> float:
+    """A memory figure of this process from ``/proc/self/status`` (``VmRSS``: resident now,
+    ``VmHWM``: peak resident), MiB; NaN where there is no such file."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def reset_peak_rss() -> None:
+    """Reset this process' ``VmHWM`` (Linux: ``echo 5 > /proc/self/clear_refs``)."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")
+
+
+def peer_network(model_id: str, folder: Path) -> tuple[str, int]:
+    """The ONNX vs-mlrt runs, and how many output pixels per side differ by construction.
+
+    Models with unpadded ("valid") convolutions (waifu2x upconv_7 eats 7 px per side) give an
+    output smaller than ``scale`` x input, which ort.Model refuses; vs-mlrt's own waifu2x
+    files pad inside the graph, so the same weights get a ``Pad`` (reflect) in front. Our
+    runtime pads symmetrically (edge pixel repeated), so the outer ``border * scale`` output
+    pixels differ between the two and are left out of the difference."""
+    import onnx
+
+    from vsremaster.models.store import resolve_model
+
+    loaded = resolve_model(model_id)
+    border = loaded.spec.border
+    if not border:
+        return str(loaded.path), 0
+    model = onnx.load(str(loaded.path))
+    graph = model.graph
+    name = graph.input[0].name
+    for node in graph.node:
+        node.input[:] = [f"{name}_padded" if i == name else i for i in node.input]
+    pads = onnx.numpy_helper.from_array(np.array([0, 0, border, border] * 2, np.int64), "pads")
+    graph.initializer.append(pads)
+    graph.node.insert(0, onnx.helper.make_node("Pad", [name, "pads"], [f"{name}_padded"],
+                                               mode="reflect"))
+    path = folder / f"{model_id}.padded.onnx"
+    onnx.save(model, str(path))
+    return str(path), border * loaded.spec.scale
+
+
+def fps(clip, frames: int) -> float:
+    """Frames per second of rendering frames 1..``frames`` of ``clip`` (frame 0 first,
+    untimed: it builds the model sessions)."""
+    clip.get_frame(0)  # sessions are built on the first frame: not timed
+    start = time.perf_counter()
+    for _ in clip[1:].frames():
+        pass
+    return frames / (time.perf_counter() - start)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -25,7 +25,7 @@ from vsremaster.analysis import analyze, default_metrics
 from vsremaster.encode.tools import ffmpeg_exe
 from vsremaster.samples import sample_path
 
-from _common import record
+from _common import proc_status_mib, record
 
 core = vs.core
 
@@ -39,14 +39,6 @@ def make_input(frames: int, folder: Path) -> Path:
                     "-vf", "crop=720:480:24:48", "-c:v", "libx264", "-preset", "ultrafast",
                     "-crf", "16", str(path)], check=True)
     return path
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
@@ -69,7 +61,7 @@ def main() -> None:
 
         def progress(done: int, total: int) -> None:
             if done % step == 0 or done == total:
-                marks.append((done, rss_mib()))
+                marks.append((done, proc_status_mib("VmRSS")))
 
         result = analyze(core.bs.VideoSource(str(path)), every=args.every, progress=progress)
 

@@ -51,8 +51,7 @@ import numpy as np
 import onnxruntime as ort
 import vapoursynth as vs
 import vsremaster as vsr
-from _common import record
-from upscale_vs_mlrt import fps, peer_network
+from _common import fps, peer_network, proc_status_mib, record, reset_peak_rss
 from vsremaster.chain import resolve_preset
 from vsremaster.models.store import resolve_model
 from vsremaster.runtime.session import SessionPool
@@ -87,23 +86,6 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-# ---------------------------------------------------------------- memory
-
-
-def reset_peak_rss() -> None:
-    """Reset this process' VmHWM (Linux: ``echo 5 > /proc/self/clear_refs``)."""
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-        fh.write("5")
-
-
-def peak_rss_mib() -> float:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # ---------------------------------------------------------------- FLOPs from the graph
@@ -250,7 +232,7 @@ def table_row(name: str, out: vs.VideoNode, seconds: float, calls: dict, peaks: 
     else:
         ml = "- | - | - | - | - | -"
     text = (f"| {name} | {out.width}x{out.height} | {out.num_frames} | {rate:.3f} | "
-            f"{1000 / rate:.0f} | {peak_rss_mib():.0f} | {ml} |")
+            f"{1000 / rate:.0f} | {proc_status_mib("VmHWM"):.0f} | {ml} |")
     print(text, flush=True)
     return text
 

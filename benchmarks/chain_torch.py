@@ -25,7 +25,6 @@ Models not in MODELS are reported as missing (their sha256 must match the worklo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "filters"))
+from vsremaster.registry import sha256_file  # noqa: E402
 from vsremaster.runtime.torch_graph import OnnxModule  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -79,13 +79,9 @@ def single_workload(path: Path, shape: str, frames: int, device: str) -> dict:
     module = OnnxModule(path).to(device).eval()
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         module(torch.rand(dims, device=device))
-    call = {"model": path.name, "sha256": sha256(path), "count": frames,
+    call = {"model": path.name, "sha256": sha256_file(path), "count": frames,
             "feeds": [["", dims]], "flops": float(counter.get_total_flops()), "bytes": 0.0}
     return {"stages": [{"name": f"{path.stem} {shape}", "frames": frames, "calls": [call]}]}
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main() -> None:
@@ -131,7 +127,7 @@ def main() -> None:
             path = args.models / call["model"]
             if call["model"] in modules or call["model"] in missing:
                 continue
-            if not path.is_file() or sha256(path) != call["sha256"]:
+            if not path.is_file() or sha256_file(path) != call["sha256"]:
                 missing.append(call["model"])
                 continue
             module = OnnxModule(path).to(device).eval()

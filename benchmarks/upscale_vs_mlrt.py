@@ -20,20 +20,17 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import ncnn
 import numpy as np
-import onnx
 import onnxruntime
 import vapoursynth as vs
 
 import vsremaster as vsr
-from vsremaster.models.store import resolve_model
 from vsremaster.samples import sample_path
 
-from _common import record
+from _common import fps, peer_network, record
 
 core = vs.core
 
@@ -46,40 +43,6 @@ def source(name: str, frames: int, width: int, height: int) -> vs.VideoNode:
     clip = core.std.CropAbs(clip, width, height, (clip.width - width) // 2, top)
     clip = clip[: frames + 1].std.SetFrameProps(_Matrix=6)
     return core.std.Limiter(core.resize.Bicubic(clip, format=vs.RGBS), 0.0, 1.0)
-
-
-def peer_network(model_id: str, folder: Path) -> tuple[str, int]:
-    """The ONNX vs-mlrt runs, and how many output pixels per side differ by construction.
-
-    Models with unpadded ("valid") convolutions (waifu2x upconv_7 eats 7 px per side) give an
-    output smaller than ``scale`` x input, which ort.Model refuses; vs-mlrt's own waifu2x
-    files pad inside the graph, so the same weights get a ``Pad`` (reflect) in front. Our
-    runtime pads symmetrically (edge pixel repeated), so the outer ``border * scale`` output
-    pixels differ between the two and are left out of the difference."""
-    loaded = resolve_model(model_id)
-    border = loaded.spec.border
-    if not border:
-        return str(loaded.path), 0
-    model = onnx.load(str(loaded.path))
-    graph = model.graph
-    name = graph.input[0].name
-    for node in graph.node:
-        node.input[:] = [f"{name}_padded" if i == name else i for i in node.input]
-    pads = onnx.numpy_helper.from_array(np.array([0, 0, border, border] * 2, np.int64), "pads")
-    graph.initializer.append(pads)
-    graph.node.insert(0, onnx.helper.make_node("Pad", [name, "pads"], [f"{name}_padded"],
-                                               mode="reflect"))
-    path = folder / f"{model_id}.padded.onnx"
-    onnx.save(model, str(path))
-    return str(path), border * loaded.spec.scale
-
-
-def fps(clip: vs.VideoNode, frames: int) -> float:
-    clip.get_frame(0)  # sessions are built on the first frame: not timed
-    start = time.perf_counter()
-    for _ in clip[1:].frames():
-        pass
-    return frames / (time.perf_counter() - start)
 
 
 def main() -> None:

@@ -184,14 +184,11 @@ def test_ncnn_backend_needs_the_model_s_intact_ncnn_files(bikes, nearest2x, mode
     spec = model("realesr-animevideov3-x2").spec
     assert ncnn_source(spec) is not None
     # A cache whose ncnn files were altered (or removed) gives no ncnn source: auto runs ORT.
-    copy = tmp_path / "models"
-    monkeypatch.setenv("VSREMASTER_MODELS", str(copy))
-    for member in (spec.param, spec.bin):
+    originals = {m: (sources_dir(spec) / m).read_bytes() for m in (spec.param, spec.bin)}
+    monkeypatch.setenv("VSREMASTER_MODELS", str(tmp_path / "models"))
+    for member, data in originals.items():
         target = sources_dir(spec) / member
         target.parent.mkdir(parents=True, exist_ok=True)
-        monkeypatch.delenv("VSREMASTER_MODELS")
-        data = (sources_dir(spec) / member).read_bytes()
-        monkeypatch.setenv("VSREMASTER_MODELS", str(copy))
         target.write_bytes(data)
     assert ncnn_source(spec) == (sources_dir(spec) / spec.param, sources_dir(spec) / spec.bin)
     tampered = bytearray((sources_dir(spec) / spec.bin).read_bytes())

@@ -19,7 +19,7 @@ from .models.store import resolve_model
 
 __all__ = [
     "Preset", "PRESETS", "AUTO_PRESET", "FIELD_ORDERS", "Chain", "SourceInfo", "Step",
-    "probe_source", "plan_chain", "resolve_preset",
+    "probe_source", "plan_chain", "resolve_preset", "stage_backend",
 ]
 
 FIELD_ORDERS = ("auto", "progressive", "tff", "bff")
@@ -169,12 +169,16 @@ def _field_order(source: SourceInfo, report: dict | None, override: str) -> tupl
     return declared, f"the source's _FieldBased property says {label}"
 
 
+def stage_backend(backend: str, *, upscale: bool = False) -> str:
+    """The backend a ``--backend`` choice gives one stage: ``ncnn`` reaches only the upscale
+    (it runs the upscalers' ncnn files); the other stages, and the face pass, keep ``auto``."""
+    return "auto" if backend == "ncnn" and not upscale else backend
+
+
 def _backend_kwargs(backend: str, *, upscale: bool = False) -> dict[str, str]:
-    """The ``backend`` argument of a step: none for ``auto``; ``ncnn`` only reaches the
-    upscale (it runs the upscalers' ncnn files; the other stages keep ``auto``)."""
-    if backend == "auto" or (backend == "ncnn" and not upscale):
-        return {}
-    return {"backend": backend}
+    """The ``backend`` argument of a step (none for ``auto``)."""
+    chosen = stage_backend(backend, upscale=upscale)
+    return {} if chosen == "auto" else {"backend": chosen}
 
 
 def plan_chain(

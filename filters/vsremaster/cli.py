@@ -237,6 +237,7 @@ def _track_source(info, span, det, sidecar: Path, *, progress: bool, cuts=None,
 def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str, progress: bool,
                detector: str = "blazeface-back-256") -> tuple[str | None, str]:
     """Track faces when a face model is to be used: ``(model or None, note for the script)``."""
+    from .chain import stage_backend
     from .errors import ModelMissingError
     from .faces.detect import FaceDetector
     from .faces.restore import FaceRestorer, installed_face_model
@@ -245,7 +246,7 @@ def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str, progress:
         return None, "Faces: not restored (--faces off)."
     try:
         model = installed_face_model() if faces == "auto" else faces
-        backend = "auto" if backend == "ncnn" else backend  # ncnn runs upscalers only
+        backend = stage_backend(backend)
         FaceRestorer(model, backend=backend)  # installed and intact, or a clear error now
         det = FaceDetector(detector, backend=backend)
     except ModelMissingError as exc:

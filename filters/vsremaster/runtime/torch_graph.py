@@ -274,7 +274,8 @@ class OnnxModule(torch.nn.Module):
                 raise builder.error(node, f"domain {node.domain!r} is not supported")
             make = _OPS.get(node.op_type)
             if make is None:
-                raise builder.error(node, "operator not supported")
+                raise builder.error(
+                    node, f"operator not supported (supported: {', '.join(SUPPORTED_OPS)})")
             try:
                 make(builder, node, _attrs(node))
             except (KeyError, ValueError, TypeError) as exc:
