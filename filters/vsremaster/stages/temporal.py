@@ -25,8 +25,12 @@ def neighbour_clips(clip: vs.VideoNode, offsets=NEIGHBOURS) -> dict[int, vs.Vide
     (default :data:`NEIGHBOURS`); past the ends the first or last frame repeats (the window
     never uses those: :func:`window_offsets` replaces them)."""
     shifted = {0: clip}
+    n = clip.num_frames
     for d in offsets:
-        shifted[d] = clip[0] * -d + clip[:d] if d < 0 else clip[d:] + clip[-1] * d
+        if abs(d) >= n:  # a clip shorter than the window: every frame is past an end
+            shifted[d] = (clip[0] if d < 0 else clip[-1]) * n
+        else:
+            shifted[d] = clip[0] * -d + clip[:d] if d < 0 else clip[d:] + clip[-1] * d
     return shifted
 
 
