@@ -19,7 +19,14 @@ For each title:
 Reported: both sizes and the saving, mean/P1 of both, |mean - target|, and the probe
 overhead (probe time / final encode time). Same preset and parameter set for both.
 
+These scripts render at hundreds of fps, so the encoder's time is all there is: the worst
+case for the probes' share. ``--restore`` puts vsremaster's denoiser (sigma 3, CPU) at the
+end of each title's script, as in a remaster, and reports only the target-quality encode's
+time per phase and the probe overhead (a fixed-CRF search there would render the title
+again for every CRF tried).
+
     python benchmarks/encode.py --preset medium --record
+    python benchmarks/encode.py --titles street --restore --record
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from pathlib import Path
 import numpy as np
 from _common import record
 from vsremaster.encode import TargetQuality, encode
+from vsremaster.encode.probe import script_scene_cuts
+from vsremaster.encode.target import title_summary
 from vsremaster.encode.tools import vspipe_exe
 from vsremaster.encode.vmaf import pool, vmaf_scores
 from vsremaster.samples import sample_path
@@ -45,8 +54,9 @@ TITLES = {
 }
 
 
-def write_title(name: str, folder: Path) -> Path:
+def write_title(name: str, folder: Path, restore: bool = False) -> Path:
     parts = [(str(sample_path(s)), a, b) for s, a, b in TITLES[name]]
+    stage = "import vsremaster as vsr\nout = vsr.denoise(out, sigma=3.0)\n" if restore else ""
     script = folder / f"{name}.vpy"
     script.write_text(textwrap.dedent(f"""\
         import vapoursynth as vs
@@ -59,8 +69,7 @@ def write_title(name: str, folder: Path) -> Path:
         out = clips[0]
         for c in clips[1:]:
             out = out + c
-        out.set_output()
-    """), encoding="utf-8")
+    """) + stage + "out.set_output()\n", encoding="utf-8")
     return script
 
 
@@ -110,48 +119,19 @@ def main() -> None:
                         help="--min-vmaf-percentile of the target-quality encode")
     parser.add_argument("--preset", default="slow")
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--restore", action="store_true",
+                        help="denoise at the end of each script; time the probes only")
     args = parser.parse_args()
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="vsr-encode-bench-") as tmp:
         folder = Path(tmp)
         for name in args.titles:
-            script = write_title(name, folder)
-            reference = folder / f"{name}.y4m"
-            subprocess.run([str(vspipe_exe()), "-c", "y4m", str(script), str(reference)],
-                           check=True, capture_output=True)
-            out = folder / f"{name}-target.mkv"
-            t0 = time.monotonic()
-            result = encode(script, out, preset=args.preset, progress=False, audio=None,
-                            target=TargetQuality(vmaf=args.target, min_low=args.min_low))
-            wall = time.monotonic() - t0
-            mean, p1, _ = title_vmaf(out, reference, folder)
-            crfs = [s.crf for s in result.scenes]
-            print(f"{name}: {len(crfs)} scenes, CRFs {crfs}, mean {mean:.2f} P1 {p1:.2f}, "
-                  f"{out.stat().st_size / 1e3:.1f} kB, {result.timing}", flush=True)
-            weighted = sum(s.crf * s.frames for s in result.scenes) / result.frames
-            crf, fixed, fmean, fp1, trials = fixed_for_p1(
-                script, folder, reference, p1, weighted, args.preset)
-            size_t, size_f = out.stat().st_size, fixed.stat().st_size
-            timing = result.timing
-            rows.append(
-                f"| {name} | {result.frames} | {len(crfs)} | {min(crfs):g}-{max(crfs):g} "
-                f"| {size_t / 1e3:.1f} | {mean:.2f} | {p1:.2f} | {crf:g} | {size_f / 1e3:.1f} "
-                f"| {fmean:.2f} | {fp1:.2f} | {100 * (1 - size_t / size_f):.1f} % "
-                f"| {abs(mean - args.target):.2f} "
-                f"| {100 * timing['probe_s'] / timing['encode_s']:.0f} % "
-                f"| {timing['probe_s']:.1f} / {timing['encode_s']:.1f} / "
-                f"{timing.get('verify_s', 0):.1f} / {wall:.1f} |"
-            )
+            rows.append((restored_row if args.restore else compared_row)(name, folder, args))
             print(rows[-1], flush=True)
 
-    table = "\n".join([
-        "| title | frames | scenes | scene CRFs | target-quality kB | mean | P1 "
-        "| fixed CRF (same P1) | fixed kB | mean | P1 | saving | abs(mean - target) "
-        "| probe overhead | probe / encode / verify / total s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        *rows,
-    ])
+    header = RESTORED_HEADER if args.restore else COMPARED_HEADER
+    table = "\n".join([header, "|" + "---|" * (header.count("|") - 1), *rows])
     print(table)
     if args.record:
         import vapoursynth as vs
@@ -159,16 +139,86 @@ def main() -> None:
 
         version = subprocess.run([str(x265_exe()), "--version"], capture_output=True,
                                  text=True).stderr.split("\n")[0].split("version")[-1].strip()
+        what = ("probe overhead with a restoration script (denoise)" if args.restore
+                else "vs fixed CRF at equal P1")
         record(
-            f"Target-quality encoding (VMAF {args.target:g}) vs fixed CRF at equal P1",
+            f"Target-quality encoding (VMAF {args.target:g}) {what}",
             {"VapourSynth": str(vs.core.core_version.release_major), "x265": version},
             table,
             f"Preset {args.preset}, parameter set `restored`, 640x360 10-bit, VMAF "
             "vmaf_v0.6.1 at native resolution against the script's frames; P1 = 1st "
-            "percentile of per-frame VMAF over the whole title. Probe overhead = probe "
+            "percentile of per-frame VMAF over the whole title. Sampled = frames the probes "
+            "render and encode (each CRF round encodes them again). Probe overhead = probe "
             "time / final encode time (the VMAF check of the finished file is reported "
             "separately).",
         )
+
+
+COMPARED_HEADER = (
+    "| title | frames | scenes | sampled | scene CRFs | target-quality kB | mean | P1 "
+    "| fixed CRF (same P1) | fixed kB | mean | P1 | saving | abs(mean - target) "
+    "| probe overhead | probe / encode / verify / total s |"
+)
+RESTORED_HEADER = (
+    "| title | frames | scenes | sampled | scene CRFs | predicted mean | measured mean (samples) "
+    "| probe overhead | probe / encode / verify / total s |"
+)
+
+
+def _sampled(result) -> str:
+    frames = sum(s.frames_sampled for s in result.scenes)
+    return f"{frames} ({100 * frames / result.frames:.0f} %)"
+
+
+def _times(result, wall: float) -> str:
+    timing = result.timing
+    return (f"{100 * timing['probe_s'] / timing['encode_s']:.0f} % "
+            f"| {timing['probe_s']:.1f} / {timing['encode_s']:.1f} / "
+            f"{timing.get('verify_s', 0):.1f} / {wall:.1f}")
+
+
+def _target_encode(script: Path, out: Path, args: argparse.Namespace, scenes: Path | None = None):
+    t0 = time.monotonic()
+    result = encode(script, out, preset=args.preset, progress=False, audio=None, scenes=scenes,
+                    target=TargetQuality(vmaf=args.target, min_low=args.min_low))
+    return result, time.monotonic() - t0
+
+
+def compared_row(name: str, folder: Path, args: argparse.Namespace) -> str:
+    script = write_title(name, folder)
+    reference = folder / f"{name}.y4m"
+    subprocess.run([str(vspipe_exe()), "-c", "y4m", str(script), str(reference)],
+                   check=True, capture_output=True)
+    out = folder / f"{name}-target.mkv"
+    result, wall = _target_encode(script, out, args)
+    mean, p1, _ = title_vmaf(out, reference, folder)
+    crfs = [s.crf for s in result.scenes]
+    print(f"{name}: {len(crfs)} scenes, CRFs {crfs}, mean {mean:.2f} P1 {p1:.2f}, "
+          f"{out.stat().st_size / 1e3:.1f} kB, {result.timing}", flush=True)
+    weighted = sum(s.crf * s.frames for s in result.scenes) / result.frames
+    crf, fixed, fmean, fp1, _ = fixed_for_p1(script, folder, reference, p1, weighted,
+                                             args.preset)
+    size_t, size_f = out.stat().st_size, fixed.stat().st_size
+    return (f"| {name} | {result.frames} | {len(crfs)} | {_sampled(result)} "
+            f"| {min(crfs):g}-{max(crfs):g} | {size_t / 1e3:.1f} | {mean:.2f} | {p1:.2f} "
+            f"| {crf:g} | {size_f / 1e3:.1f} | {fmean:.2f} | {fp1:.2f} "
+            f"| {100 * (1 - size_t / size_f):.1f} % | {abs(mean - args.target):.2f} "
+            f"| {_times(result, wall)} |")
+
+
+def restored_row(name: str, folder: Path, args: argparse.Namespace) -> str:
+    # the cuts come from the source, as a remaster's come from its analysis report (found in
+    # the restored frames they would cost a render of the whole title first)
+    cuts, _ = script_scene_cuts(write_title(name, folder))
+    cut_file = folder / f"{name}-cuts.txt"
+    cut_file.write_text("".join(f"{c}\n" for c in cuts), encoding="utf-8")
+    script = write_title(name, folder, restore=True)
+    result, wall = _target_encode(script, folder / f"{name}-target.mkv", args, cut_file)
+    summary = title_summary(result.scenes, float(result.frame_rate))
+    crfs = [s.crf for s in result.scenes]
+    return (f"| {name} | {result.frames} | {len(crfs)} | {_sampled(result)} "
+            f"| {min(crfs):g}-{max(crfs):g} | {summary['predicted_mean']:.2f} "
+            f"| {summary['measured_mean']:.2f} | {_times(result, wall)} |")
 
 
 if __name__ == "__main__":

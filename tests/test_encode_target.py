@@ -79,18 +79,34 @@ def test_noisy_probes_never_predict_quality_rising_with_crf():
 
 
 def test_samples_are_spread_over_the_scene_and_about_the_share():
-    for start, end in [(0, 50), (100, 400), (0, 3000), (7, 12)]:
+    for start, end in [(5, 29), (0, 50), (100, 400), (0, 3000)]:
         spans = sample_spans(start, end, 25.0, 0.1)
-        frames = sum(b - a for a, b in spans)
+        length, frames = end - start, sum(b - a for a, b in spans)
         assert all(start <= a < b <= end for a, b in spans)
         assert all(b0 <= a1 for (_, b0), (a1, _) in zip(spans, spans[1:], strict=False))
-        if end - start <= 48:
+        if length <= 24:
             assert spans == [(start, end)]
-        else:
-            assert len(spans) == 4 and frames >= 48 and frames <= max(48, 0.1 * (end - start) + 4)
-            # one segment in each quarter of the scene
-            quarter = (end - start) / 4
-            assert [int((a - start) // quarter) for a, _ in spans] == [0, 1, 2, 3]
+            continue
+        assert all(b - a == 12 for a, b in spans)
+        assert len(spans) == max(2, round(0.1 * length / 12))
+        assert frames <= max(24, 0.1 * length + 12)
+        # one segment in each n-th of the scene
+        part = length / len(spans)
+        assert [int((a + 6 - start) // part) for a, _ in spans] == list(range(len(spans)))
+
+
+def test_probe_samples_are_cut_from_the_rendered_frames(tmp_path):
+    from vsremaster.encode.probes import _y4m_select
+
+    header = b"YUV4MPEG2 W4 H2 F25:1 Ip A1:1 C420jpeg\n"
+    frames = [bytes([i]) * 12 for i in range(10)]  # 4x2 luma + 2 chroma planes of 2x1
+    src, dst = tmp_path / "all.y4m", tmp_path / "some.y4m"
+    src.write_bytes(header + b"".join(b"FRAME\n" + f for f in frames))
+    _y4m_select(src, dst, [(1, 3), (7, 9)], 12)
+    assert dst.read_bytes() == header + b"".join(b"FRAME\n" + frames[i] for i in (1, 2, 7, 8))
+    src.write_bytes(src.read_bytes()[:-5])
+    with pytest.raises(EncodeError, match="truncated"):
+        _y4m_select(src, dst, [(0, 2)], 12)
 
 
 def test_balance_holds_the_title_mean_and_equalises_the_lows():
@@ -190,6 +206,9 @@ def test_target_quality_lands_on_the_target_against_the_script(tmp_path, two_sho
     # the shots were found in the script's frames, each decided by its own probes
     assert [(s.start, s.end) for s in result.scenes] == [(0, 60), (60, 120)]
     assert all(s.crf is not None and len(s.probes) >= 2 for s in result.scenes)
+    # each probe round encodes the samples of every undecided scene in one run
+    probe_runs = [c for c in result.commands if "probe.hevc" in c]
+    assert 2 <= len(probe_runs) <= TargetQuality().max_probes
     # the sample frames were rendered from the script once; the VMAF check reused them
     assert sum("frames.vpy" in c for c in result.commands) == 1
     scores = vmaf_scores(out, reference, pix_fmt="yuv420p10le", log_dir=tmp_path)

@@ -21,7 +21,17 @@ from .. import __version__
 from ..errors import EncodeError
 from .process import Runner, failure
 from .progress import FrameProgress, ProgressBar, is_vspipe_progress, parse_vspipe_progress
-from .target import Probe, Scene, TargetQuality, balance, choose_crf, next_crf, predict
+from .target import (
+    Probe,
+    Scene,
+    TargetQuality,
+    balance,
+    base_crf,
+    choose_crf,
+    next_crf,
+    predict,
+    zones_arg,
+)
 from .tools import vspipe_exe
 from .vmaf import pool, vmaf_scores
 from .x265 import VideoEncoder
@@ -85,7 +95,7 @@ def _batches(scenes: Sequence[Scene], frame_bytes: int, limit: int) -> list[list
     batches: list[list[Scene]] = []
     size = 0
     for scene in scenes:
-        need = frame_bytes * sum(b - a for a, b in scene.samples)
+        need = frame_bytes * scene.frames_sampled
         if not batches or size + need > limit:
             batches.append([])
             size = 0
@@ -115,7 +125,7 @@ def _render_batch(
 
 
 def _sample_frames(scenes: Sequence[Scene]) -> int:
-    return sum(b - a for s in scenes for a, b in s.samples)
+    return sum(s.frames_sampled for s in scenes)
 
 
 def probe_scenes(
@@ -130,7 +140,14 @@ def probe_scenes(
 ) -> float:
     """Decide the CRF of every scene that has none yet (``scene.crf is None``).
 
-    Each decided scene is saved (``save()``) at once, so a killed run resumes after it.
+    The probes run in rounds over a batch of scenes: each round asks every undecided scene
+    for its next CRF (:func:`next_crf`), encodes the samples of all of them in **one**
+    encoder run whose zones give each scene its own CRF (the same zones the final encode
+    uses), and scores that file with **one** VMAF run pooled per scene: a batch takes 2-4
+    encoder and VMAF runs, however many scenes it holds.
+
+    The probes are saved (``save()``) after every round and each scene when decided, so a
+    killed run resumes where it was.
 
     Returns:
         Seconds spent.
@@ -145,35 +162,34 @@ def probe_scenes(
             balance(scenes, target)  # deterministic: same answer as the run that probed
         return 0.0
     fps = float(video.info.fps)
-    total = 2 * _sample_frames(todo)
+    frames = _sample_frames(todo)
+    total = 3 * frames  # rendering and two rounds; grows when a round more is needed
     keep = target.verify and _frame_bytes(video) * _sample_frames(scenes) <= KEEP_BYTES
-    decided = [s for s in scenes if s.crf is not None]
-    start_crf = decided[-1].crf if decided else target.start_crf
     done = 0
     with ProgressBar(total, "probing (VMAF)", enabled=progress) as bar:
         for batch in _batches(todo, _frame_bytes(video), batch_bytes):
             reference = _render_batch(run, video, batch, bar, done, total)
             done += _sample_frames(batch)
-            offset = 0
+            positions, offset = {}, 0
             for scene in batch:
-                count = sum(b - a for a, b in scene.samples)
-                crf = next_crf(scene.probes, target, start_crf)
-                while crf is not None:
-                    scene.probes.append(
-                        _probe(run, video, reference, offset, count, crf, target, fps)
-                    )
-                    crf = next_crf(scene.probes, target, start_crf)
-                scene.crf, scene.limited_by = choose_crf(scene.probes, target)
-                scene.predicted_mean = round(predict(scene.probes, scene.crf, "mean"), 3)
-                scene.predicted_low = round(predict(scene.probes, scene.crf, "low"), 3)
-                log.debug(
-                    "scene %d (%d-%d): CRF %.1f (%s) after %d probes",
-                    scene.index, scene.start, scene.end - 1, scene.crf, scene.limited_by,
-                    len(scene.probes),
-                )  # fmt: skip
+                positions[scene.index] = offset
+                offset += scene.frames_sampled
+            while True:
+                plan: list[tuple[Scene, float]] = []
+                for scene in batch:
+                    if scene.crf is not None:
+                        continue
+                    crf = next_crf(scene.probes, target, target.start_crf)
+                    if crf is None:
+                        _decide(scene, target)
+                    else:
+                        plan.append((scene, crf))
                 save()
-                start_crf = scene.crf
-                offset += count
+                if not plan:
+                    break
+                count = sum(s.frames_sampled for s, _ in plan)
+                total = max(total, done + count)
+                _probe_round(run, video, reference, offset, positions, plan, target, fps)
                 done += count
                 bar.update(FrameProgress(done, total))
             if not keep:
@@ -184,33 +200,97 @@ def probe_scenes(
     return time.monotonic() - started
 
 
-def _probe(
+def _decide(scene: Scene, target: TargetQuality) -> None:
+    scene.crf, scene.limited_by = choose_crf(scene.probes, target)
+    scene.predicted_mean = round(predict(scene.probes, scene.crf, "mean"), 3)
+    scene.predicted_low = round(predict(scene.probes, scene.crf, "low"), 3)
+    log.debug(
+        "scene %d (%d-%d): CRF %.1f (%s) after %d probes",
+        scene.index, scene.start, scene.end - 1, scene.crf, scene.limited_by,
+        len(scene.probes),
+    )  # fmt: skip
+
+
+def _probe_round(
     run: Runner,
     video: VideoEncoder,
     reference: Path,
-    offset: int,
-    count: int,
-    crf: float,
+    length: int,
+    positions: dict[int, int],
+    plan: Sequence[tuple[Scene, float]],
     target: TargetQuality,
     fps: float,
-) -> Probe:
-    out = run.tmp / "probe.hevc"
-    argv = video.argv(out, crf=crf, source=reference, seek=offset, frames=count)
-    run.run(video.name, argv, f"encoding a probe at CRF {crf:g}")
-    scores = vmaf_scores(
-        out, reference, pix_fmt=video.pix_fmt,
-        reference_frames=[(offset, offset + count)], log_dir=run.tmp,
-    )  # fmt: skip
-    stats = pool(scores, target.percentile)
-    kbps = out.stat().st_size * 8 / (count / fps) / 1000
-    out.unlink(missing_ok=True)
-    return Probe(
-        crf=float(crf),
-        mean=round(stats.mean, 3),
-        low=round(stats.low, 3),
-        kbps=round(kbps, 1),
-        frames=count,
-    )
+) -> None:
+    """Encode the samples of the scenes in ``plan`` (each at its CRF) in one run, score
+    them with one VMAF run and add a :class:`Probe` to each scene. ``reference`` holds
+    ``length`` frames; a scene's samples start at its frame ``positions[scene.index]``."""
+    # The planned scenes' samples, back to back, as scenes of the probe file.
+    parts: list[Scene] = []
+    ranges: list[tuple[int, int]] = []
+    at = 0
+    for scene, crf in plan:
+        first, count = positions[scene.index], scene.frames_sampled
+        parts.append(Scene(index=scene.index, start=at, end=at + count, crf=float(crf)))
+        ranges.append((first, first + count))
+        at += count
+    source = reference
+    if at < length:  # some scenes of the batch are decided: encode only the others
+        source = run.tmp / "probe-samples.y4m"
+        _y4m_select(reference, source, ranges, _frame_bytes(video))
+    out, csv = run.tmp / "probe.hevc", run.tmp / "probe.csv"
+    base = base_crf(parts)
+    crfs = ", ".join(sorted({f"{c:g}" for _, c in plan}, key=float))
+    argv = video.argv(out, crf=base, zones=zones_arg(parts, 0, base), csv=csv, source=source)
+    run.run(video.name, argv, f"encoding probes at CRF {crfs}")
+    scores = vmaf_scores(out, source, pix_fmt=video.pix_fmt, log_dir=run.tmp)
+    scene_bits(csv, 0, parts)
+    for (scene, crf), part in zip(plan, parts, strict=True):
+        stats = pool(scores[part.start : part.end], target.percentile)
+        scene.probes.append(Probe(
+            crf=float(crf),
+            mean=round(stats.mean, 3),
+            low=round(stats.low, 3),
+            kbps=round((part.bits or 0) / (part.frames / fps) / 1000, 1),
+            frames=part.frames,
+        ))  # fmt: skip
+    for path in (out, csv):
+        path.unlink(missing_ok=True)
+    if source != reference:
+        source.unlink(missing_ok=True)
+
+
+_Y4M_FRAME = b"FRAME\n"
+
+
+def _y4m_layout(path: Path, frame_bytes: int) -> tuple[int, int]:
+    """(header length, frame count) of a ``.y4m`` written by vspipe (every frame header a
+    bare ``FRAME``); EncodeError for anything else."""
+    with path.open("rb") as f:
+        header = f.readline()
+        if not header.startswith(b"YUV4MPEG2 ") or f.read(len(_Y4M_FRAME)) != _Y4M_FRAME:
+            raise EncodeError(f"{path.name}: not a y4m file from vspipe")
+    size = path.stat().st_size - len(header)
+    step = len(_Y4M_FRAME) + frame_bytes
+    if size % step:
+        raise EncodeError(f"{path.name}: truncated y4m ({size} bytes after the header)")
+    return len(header), size // step
+
+
+def _y4m_select(src: Path, dst: Path, ranges: Sequence[tuple[int, int]], frame_bytes: int) -> None:
+    """Copy the ``[a, b)`` frame ranges of the vspipe ``.y4m`` ``src`` into ``dst``."""
+    head, _ = _y4m_layout(src, frame_bytes)
+    step = len(_Y4M_FRAME) + frame_bytes
+    with src.open("rb") as f, dst.open("wb") as g:
+        g.write(f.readline())
+        for a, b in ranges:
+            f.seek(head + a * step)
+            left = (b - a) * step
+            while left:
+                chunk = f.read(min(left, 64 << 20))
+                if not chunk:
+                    raise EncodeError(f"{src.name}: ends before frame {b}")
+                g.write(chunk)
+                left -= len(chunk)
 
 
 def measure_scenes(
@@ -243,7 +323,7 @@ def measure_scenes(
             )  # fmt: skip
             position = 0
             for scene in batch:
-                count = sum(b - a for a, b in scene.samples)
+                count = scene.frames_sampled
                 stats = pool(scores[position : position + count], target.percentile)
                 scene.measured_mean = round(stats.mean, 3)
                 scene.measured_low = round(stats.low, 3)

@@ -3,11 +3,14 @@
 For each scene (cut by :func:`vsremaster.encode.encode` from the analysis report, a file or
 the script's own frames):
 
-1. a few sample segments (:func:`sample_spans`, about ``probe_share`` of the scene) of the
-   **script's output** are rendered once into a ``.y4m`` (the reference; never the raw
-   source: ab-av1 #213 / Av1an #830 are users bitten by the wrong reference);
+1. a few sample segments (:func:`sample_spans`, about ``probe_share`` of the scene, at least
+   two of 12 frames) of the **script's output** are rendered once into a ``.y4m`` (the
+   reference; never the raw source: ab-av1 #213 / Av1an #830 are users bitten by the wrong
+   reference);
 2. the samples are encoded with the final encoder settings at a CRF, decoded and scored
-   with VMAF (:mod:`vsremaster.encode.vmaf`): mean and a low percentile;
+   with VMAF (:mod:`vsremaster.encode.vmaf`): mean and a low percentile. This runs in rounds
+   over all undecided scenes at once (:func:`vsremaster.encode.probes.probe_scenes`): one
+   encode whose zones give each scene its CRF, one VMAF run;
 3. the next CRF comes from piecewise-linear interpolation of VMAF over CRF through the
    probes so far (:func:`next_crf`): a second probe 4 CRF away in the direction of the
    target, a third at the interpolated CRF when the answer is neither bracketed within 4 CRF
@@ -55,8 +58,8 @@ _FIRST_STEP = 4.0  # CRF distance of the second probe from the first
 _BRACKET = 4.0  # an answer between two probes this close is final
 _NEAR = 0.5  # an answer this close to a probe is final
 _REACH = 2.0  # CRFs this far beyond the probed range are extrapolated, not probed
-_SEGMENT = 12  # minimum probe segment length
-_SEGMENTS = 4  # segments per scene (spread: one long segment misjudges a varied scene)
+_SEGMENT = 12  # probe segment length (shorter ones under-predicted the encode by 0.3-1.5)
+_MIN_SEGMENTS = 2  # per scene (one segment misjudges a varied scene)
 _CRF_GRID = 0.1  # resolution of the chosen CRF
 
 
@@ -70,12 +73,11 @@ class TargetQuality:
         min_low: Optional floor for the ``percentile``-th percentile VMAF of every scene
             (e.g. 88 keeps the worst 1 % of frames above 88); None: only the mean counts.
         percentile: Which low percentile is reported and held at ``min_low`` (0-100).
-        probe_share: Fraction of each scene's frames used for probes (0.02-1; at least one
-            24-frame segment per scene).
+        probe_share: Fraction of each scene's frames used for probes (0.02-1; at least two
+            12-frame segments per scene).
         max_probes: Probe encodes per scene at most (2-8).
         min_crf / max_crf: CRF range searched (0-51).
-        start_crf: CRF of the first probe of the first scene (later scenes start from the
-            previous scene's answer).
+        start_crf: CRF of the first probe of every scene.
         verify: After the final encode, score the same sample frames of the finished file
             (renders the samples of the script once more) and log measured VMAF per scene.
         balance: True (default): the title's mean VMAF is held at ``vmaf`` while every
@@ -161,6 +163,10 @@ class Scene:
     def frames(self) -> int:
         return self.end - self.start
 
+    @property
+    def frames_sampled(self) -> int:
+        return sum(b - a for a, b in self.samples)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["samples"] = [list(s) for s in self.samples]
@@ -227,19 +233,24 @@ def merge_short(spans: Sequence[tuple[int, int]], min_frames: int) -> list[tuple
 
 
 def sample_spans(start: int, end: int, fps: float, share: float) -> list[tuple[int, int]]:
-    """Probe segments of the scene ``[start, end)``: about ``share`` of its frames, at least
-    4 x 12, in 4 evenly spread segments (the whole scene when it is that short).
+    """Probe segments of the scene ``[start, end)``: about ``share`` of its frames in
+    12-frame segments, at least two, evenly spread (the whole scene when it is that short).
 
-    Spread segments matter: on the benchmark titles' shots one 25-frame segment missed the
-    scene's mean VMAF by up to 1.7, four 12-frame segments by at most 0.14."""
+    Measured on the benchmark titles (``benchmarks/encode.py``, x265 preset slow): a
+    12-frame probe segment encodes about 0.4 VMAF worse than the same frames in the full
+    encode (the lookahead sees only the segment; 24-frame segments: 0.1), and one segment
+    per scene left the title's mean up to 0.9 above the target, two up to 0.7, four of 12 or
+    the whole short scene up to 0.3 for 2-3x the probe time.
+    """
     length = end - start
-    seg = max(_SEGMENT, -(-round(share * length) // _SEGMENTS))
-    if length <= seg * _SEGMENTS:
+    count = max(_MIN_SEGMENTS, round(share * length / _SEGMENT))
+    if length <= count * _SEGMENT:
         return [(start, end)]
     spans: list[tuple[int, int]] = []
-    for i in range(_SEGMENTS):
-        a = int(min(max(round(start + (i + 0.5) * length / _SEGMENTS - seg / 2), start), end - seg))
-        spans.append((a, a + seg))
+    for i in range(count):
+        a = round(start + (i + 0.5) * length / count - _SEGMENT / 2)
+        a = min(max(a, start), end - _SEGMENT)
+        spans.append((a, a + _SEGMENT))
     return spans
 
 
