@@ -306,6 +306,53 @@ def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_c
     assert media_info(third_out).frames == 100
 
 
+@needs_x265
+def test_killed_probing_resumes_from_the_saved_probe_rounds(tmp_path, two_shots):
+    script, _ = two_shots
+    cmd = [sys.executable, "-m", "vsremaster", "encode", str(script), "-o", "",
+           "--target-vmaf", "92", "--preset", "slow", "--audio", "none", "--no-progress",
+           "--no-verify"]
+
+    def run(name: str) -> subprocess.CompletedProcess:
+        cmd[cmd.index("-o") + 1] = str(tmp_path / name)
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    assert run("whole.mkv").returncode == 0
+    cmd[cmd.index("-o") + 1] = str(tmp_path / "out.mkv")
+    state = tmp_path / ".out.vsremaster-work" / "state.json"
+    first = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
+    seen: list = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and first.poll() is None:
+        try:
+            scenes = json.loads(state.read_text())["scenes"]
+        except (OSError, ValueError, KeyError):
+            scenes = []
+        if scenes and all(s["probes"] and s["crf"] is None for s in scenes):
+            seen = scenes  # the first round is saved, the second is running
+            break
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert seen, "the run was not killed between two probe rounds"
+    assert not (tmp_path / "out.mkv").exists()
+    # mark a saved probe (its bitrate decides nothing): a rerun that probed again would lose it
+    saved = json.loads(state.read_text())
+    saved["scenes"][0]["probes"][0]["kbps"] = -1.0
+    state.write_text(json.dumps(saved))
+
+    second = run("out.mkv")
+    assert second.returncode == 0, second.stderr
+    assert "resuming: 2 scenes known, 0 decided" in second.stderr.replace("\n", " ")
+    resumed = json.loads((tmp_path / "out.encode.json").read_text())["scenes"]
+    whole = json.loads((tmp_path / "whole.encode.json").read_text())["scenes"]
+    assert resumed[0]["probes"][0]["kbps"] == -1.0  # the first round was kept, not redone
+    resumed[0]["probes"][0]["kbps"] = whole[0]["probes"][0]["kbps"]
+    for after, reference in zip(resumed, whole, strict=True):
+        assert after["probes"] == reference["probes"] and after["crf"] == reference["crf"]
+    assert media_info(tmp_path / "out.mkv").frames == 120
+
+
 def test_ffmpeg_encoder_target_quality_in_a_hostile_folder(tmp_path, two_shots):
     script, _ = two_shots
     folder = tmp_path / "it's: a=b \\ c"
