@@ -238,9 +238,9 @@ def sample_spans(start: int, end: int, fps: float, share: float) -> list[tuple[i
 
     Measured on the benchmark titles (``benchmarks/encode.py``, x265 preset slow): a
     12-frame probe segment encodes about 0.4 VMAF worse than the same frames in the full
-    encode (the lookahead sees only the segment; 24-frame segments: 0.1), and one segment
-    per scene left the title's mean up to 0.9 above the target, two up to 0.7, four of 12 or
-    the whole short scene up to 0.3 for 2-3x the probe time.
+    encode (likely as the lookahead sees only the segment; 24-frame segments: 0.1), and one
+    segment per scene left the title's mean up to 0.9 above the target, two up to 0.7, four
+    of 12 or the whole short scene up to 0.3 for 2-3x the probe time.
     """
     length = end - start
     count = max(_MIN_SEGMENTS, round(share * length / _SEGMENT))
