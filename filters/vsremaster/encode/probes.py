@@ -162,8 +162,7 @@ def probe_scenes(
             balance(scenes, target)  # deterministic: same answer as the run that probed
         return 0.0
     fps = float(video.info.fps)
-    frames = _sample_frames(todo)
-    total = 3 * frames  # rendering and two rounds; grows when a round more is needed
+    total = 3 * _sample_frames(todo)  # rendering and two rounds; grows with a round more
     keep = target.verify and _frame_bytes(video) * _sample_frames(scenes) <= KEEP_BYTES
     done = 0
     with ProgressBar(total, "probing (VMAF)", enabled=progress) as bar:
@@ -262,32 +261,30 @@ def _probe_round(
 _Y4M_FRAME = b"FRAME\n"
 
 
-def _y4m_layout(path: Path, frame_bytes: int) -> tuple[int, int]:
-    """(header length, frame count) of a ``.y4m`` written by vspipe (every frame header a
-    bare ``FRAME``); EncodeError for anything else."""
-    with path.open("rb") as f:
-        header = f.readline()
-        if not header.startswith(b"YUV4MPEG2 ") or f.read(len(_Y4M_FRAME)) != _Y4M_FRAME:
-            raise EncodeError(f"{path.name}: not a y4m file from vspipe")
-    size = path.stat().st_size - len(header)
-    step = len(_Y4M_FRAME) + frame_bytes
-    if size % step:
-        raise EncodeError(f"{path.name}: truncated y4m ({size} bytes after the header)")
-    return len(header), size // step
-
-
 def _y4m_select(src: Path, dst: Path, ranges: Sequence[tuple[int, int]], frame_bytes: int) -> None:
-    """Copy the ``[a, b)`` frame ranges of the vspipe ``.y4m`` ``src`` into ``dst``."""
-    head, _ = _y4m_layout(src, frame_bytes)
+    """Copy the ``[a, b)`` frame ranges of ``src``, a ``.y4m`` written by vspipe (every frame
+    header a bare ``FRAME``, ``frame_bytes`` of samples), into ``dst``.
+
+    Raises:
+        EncodeError: ``src`` is not such a file, or is truncated.
+    """
     step = len(_Y4M_FRAME) + frame_bytes
     with src.open("rb") as f, dst.open("wb") as g:
-        g.write(f.readline())
+        header = f.readline()
+        if not header.startswith(b"YUV4MPEG2 ") or f.read(len(_Y4M_FRAME)) != _Y4M_FRAME:
+            raise EncodeError(f"{src.name}: not a y4m file from vspipe")
+        size = src.stat().st_size - len(header)
+        if size % step:
+            raise EncodeError(f"{src.name}: truncated y4m ({size} bytes after the header)")
+        g.write(header)
         for a, b in ranges:
-            f.seek(head + a * step)
+            if b * step > size:
+                raise EncodeError(f"{src.name}: ends before frame {b}")
+            f.seek(len(header) + a * step)
             left = (b - a) * step
             while left:
                 chunk = f.read(min(left, 64 << 20))
-                if not chunk:
+                if not chunk:  # shortened while being read
                     raise EncodeError(f"{src.name}: ends before frame {b}")
                 g.write(chunk)
                 left -= len(chunk)
