@@ -148,7 +148,8 @@ def main() -> None:
             f"Preset {args.preset}, parameter set `restored`, 640x360 10-bit, VMAF "
             "vmaf_v0.6.1 at native resolution against the script's frames; P1 = 1st "
             "percentile of per-frame VMAF over the whole title. Sampled = frames the probes "
-            "render and encode (each CRF round encodes them again). Probe overhead = probe "
+            "render and score (each CRF round encodes them again, each 12-frame segment "
+            "followed by 6 of its frames reversed). Probe overhead = probe "
             "time / final encode time (the VMAF check of the finished file is reported "
             "separately).",
         )

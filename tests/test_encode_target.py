@@ -79,17 +79,17 @@ def test_noisy_probes_never_predict_quality_rising_with_crf():
 
 
 def test_samples_are_spread_over_the_scene_and_about_the_share():
-    for start, end in [(5, 29), (0, 50), (100, 400), (0, 3000)]:
+    for start, end in [(5, 15), (5, 29), (0, 50), (100, 400), (0, 3000)]:
         spans = sample_spans(start, end, 25.0, 0.1)
         length, frames = end - start, sum(b - a for a, b in spans)
         assert all(start <= a < b <= end for a, b in spans)
         assert all(b0 <= a1 for (_, b0), (a1, _) in zip(spans, spans[1:], strict=False))
-        if length <= 24:
+        if length <= 12:
             assert spans == [(start, end)]
             continue
         assert all(b - a == 12 for a, b in spans)
-        assert len(spans) == max(2, round(0.1 * length / 12))
-        assert frames <= max(24, 0.1 * length + 12)
+        assert len(spans) == max(1, round(0.1 * length / 12))
+        assert frames <= max(12, 0.1 * length + 6)
         # one segment in each n-th of the scene
         part = length / len(spans)
         assert [int((a + 6 - start) // part) for a, _ in spans] == list(range(len(spans)))
@@ -102,11 +102,24 @@ def test_probe_samples_are_cut_from_the_rendered_frames(tmp_path):
     frames = [bytes([i]) * 12 for i in range(10)]  # 4x2 luma + 2 chroma planes of 2x1
     src, dst = tmp_path / "all.y4m", tmp_path / "some.y4m"
     src.write_bytes(header + b"".join(b"FRAME\n" + f for f in frames))
-    _y4m_select(src, dst, [(1, 3), (7, 9)], 12)
-    assert dst.read_bytes() == header + b"".join(b"FRAME\n" + frames[i] for i in (1, 2, 7, 8))
+    _y4m_select(src, dst, [1, 2, 7, 8, 7], 12)
+    assert dst.read_bytes() == header + b"".join(b"FRAME\n" + frames[i] for i in (1, 2, 7, 8, 7))
+    with pytest.raises(EncodeError, match="no frame 10"):
+        _y4m_select(src, dst, [9, 10], 12)
     src.write_bytes(src.read_bytes()[:-5])
     with pytest.raises(EncodeError, match="truncated"):
-        _y4m_select(src, dst, [(0, 2)], 12)
+        _y4m_select(src, dst, [0, 1], 12)
+
+
+def test_probe_segments_get_a_reversed_tail_that_stays_inside_them():
+    from vsremaster.encode.probes import TAIL, probe_frames
+
+    frames = probe_frames(100, 112)
+    assert frames[:12] == list(range(100, 112))
+    assert frames[12:] == list(range(110, 110 - TAIL, -1))
+    assert min(frames) >= 100
+    assert probe_frames(5, 9) == [5, 6, 7, 8, 7, 6, 5]  # a short segment: all of it, reversed
+    assert probe_frames(3, 4) == [3]
 
 
 def test_balance_holds_the_title_mean_and_equalises_the_lows():

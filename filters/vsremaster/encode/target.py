@@ -3,14 +3,16 @@
 For each scene (cut by :func:`vsremaster.encode.encode` from the analysis report, a file or
 the script's own frames):
 
-1. a few sample segments (:func:`sample_spans`, about ``probe_share`` of the scene, at least
-   two of 12 frames) of the **script's output** are rendered once into a ``.y4m`` (the
-   reference; never the raw source: ab-av1 #213 / Av1an #830 are users bitten by the wrong
-   reference);
-2. the samples are encoded with the final encoder settings at a CRF, decoded and scored
-   with VMAF (:mod:`vsremaster.encode.vmaf`): mean and a low percentile. This runs in rounds
-   over all undecided scenes at once (:func:`vsremaster.encode.probes.probe_scenes`): one
-   encode whose zones give each scene its CRF, one VMAF run;
+1. a few sample segments (:func:`sample_spans`, about ``probe_share`` of the scene in
+   12-frame segments, at least one) of the **script's output** are rendered once into a
+   ``.y4m`` (the reference; never the raw source: ab-av1 #213 / Av1an #830 are users bitten
+   by the wrong reference);
+2. the samples are encoded with the final encoder settings at a CRF (each segment followed
+   by a few of its frames in reverse, encoded but not scored:
+   :func:`vsremaster.encode.probes.probe_frames`), decoded and scored with VMAF
+   (:mod:`vsremaster.encode.vmaf`): mean and a low percentile. This runs in rounds over all
+   undecided scenes at once (:func:`vsremaster.encode.probes.probe_scenes`): one encode
+   whose zones give each scene its CRF, one VMAF run;
 3. the next CRF comes from piecewise-linear interpolation of VMAF over CRF through the
    probes so far (:func:`next_crf`): a second probe 4 CRF away in the direction of the
    target, a third at the interpolated CRF when the answer is neither bracketed within 4 CRF
@@ -59,7 +61,7 @@ _BRACKET = 4.0  # an answer between two probes this close is final
 _NEAR = 0.5  # an answer this close to a probe is final
 _REACH = 2.0  # CRFs this far beyond the probed range are extrapolated, not probed
 _SEGMENT = 12  # probe segment length (shorter ones under-predicted the encode by 0.3-1.5)
-_MIN_SEGMENTS = 2  # per scene (one segment misjudges a varied scene)
+_MIN_SEGMENTS = 1  # per scene
 _CRF_GRID = 0.1  # resolution of the chosen CRF
 
 
@@ -73,8 +75,8 @@ class TargetQuality:
         min_low: Optional floor for the ``percentile``-th percentile VMAF of every scene
             (e.g. 88 keeps the worst 1 % of frames above 88); None: only the mean counts.
         percentile: Which low percentile is reported and held at ``min_low`` (0-100).
-        probe_share: Fraction of each scene's frames used for probes (0.02-1; at least two
-            12-frame segments per scene).
+        probe_share: Fraction of each scene's frames used for probes (0.02-1; at least one
+            12-frame segment per scene).
         max_probes: Probe encodes per scene at most (2-8).
         min_crf / max_crf: CRF range searched (0-51).
         start_crf: CRF of the first probe of every scene.
@@ -234,13 +236,14 @@ def merge_short(spans: Sequence[tuple[int, int]], min_frames: int) -> list[tuple
 
 def sample_spans(start: int, end: int, fps: float, share: float) -> list[tuple[int, int]]:
     """Probe segments of the scene ``[start, end)``: about ``share`` of its frames in
-    12-frame segments, at least two, evenly spread (the whole scene when it is that short).
+    12-frame segments, at least one, evenly spread (the whole scene when it is that short).
 
-    Measured on the benchmark titles (``benchmarks/encode.py``, x265 preset slow): a
-    12-frame probe segment encodes about 0.4 VMAF worse than the same frames in the full
-    encode (likely as the lookahead sees only the segment; 24-frame segments: 0.1), and one
-    segment per scene left the title's mean up to 0.9 above the target, two up to 0.7, four
-    of 12 or the whole short scene up to 0.3 for 2-3x the probe time.
+    Measured on the benchmark titles (``benchmarks/encode.py``, x265 preset slow, titles cut
+    every 1-12 s, probes with the tail of :func:`vsremaster.encode.probes.probe_frames`):
+    at least one segment per scene sampled 9-16 % of the frames and left the title's mean
+    within 0.25 of the target; at least two (with an 11-frame tail) sampled 11-32 % for no
+    better mean (-0.06 to +0.20). Without the tail, one segment per scene left the mean up
+    to 0.9 above the target.
     """
     length = end - start
     count = max(_MIN_SEGMENTS, round(share * length / _SEGMENT))
