@@ -42,6 +42,7 @@ import numpy as np
 from _common import record
 from vsremaster.encode import TargetQuality, encode
 from vsremaster.encode.probe import script_scene_cuts
+from vsremaster.encode.probes import TAIL
 from vsremaster.encode.target import title_summary
 from vsremaster.encode.tools import vspipe_exe
 from vsremaster.encode.vmaf import pool, vmaf_scores
@@ -148,8 +149,8 @@ def main() -> None:
             f"Preset {args.preset}, parameter set `restored`, 640x360 10-bit, VMAF "
             "vmaf_v0.6.1 at native resolution against the script's frames; P1 = 1st "
             "percentile of per-frame VMAF over the whole title. Sampled = frames the probes "
-            "render and score (each CRF round encodes them again, each 12-frame segment "
-            "followed by 6 of its frames reversed). Probe overhead = probe "
+            "render and score (each CRF round encodes them again, each segment followed by "
+            f"{TAIL} of its frames reversed). Probe overhead = probe "
             "time / final encode time (the VMAF check of the finished file is reported "
             "separately).",
         )

@@ -36,12 +36,13 @@ from .tools import vspipe_exe
 from .vmaf import pool, vmaf_scores
 from .x265 import VideoEncoder
 
-__all__ = ["measure_scenes", "probe_scenes", "render_frames"]
+__all__ = ["TAIL", "measure_scenes", "probe_frames", "probe_scenes", "render_frames"]
 
 log = logging.getLogger("vsremaster.encode")
 
 BATCH_BYTES = 1 << 30
 KEEP_BYTES = 2 << 30  # sample frames up to this size are kept for the VMAF check
+TAIL = 6  # frames of reversed tail after each probe segment (see probe_frames)
 
 
 def render_frames(
@@ -225,16 +226,18 @@ def _probe_round(
 
     Every sample segment is followed by a tail of up to :data:`TAIL` of its own frames in
     reverse order, encoded but not scored (see :func:`probe_frames`)."""
-    order: list[int] = []
+    order: list[int] = []  # frames of ``reference`` to encode, in order
     parts: list[Scene] = []  # each scene's segments and tails: its zone
-    scored: list[Scene] = []  # each segment's scored frames
+    segments: list[list[Scene]] = []  # each scene's scored frames, a part per segment
     for scene, crf in plan:
-        begin, at = len(order), positions[scene.index]
+        begin, at, mine = len(order), positions[scene.index], []
         for a, b in scene.samples:
-            scored.append(Scene(index=scene.index, start=len(order), end=len(order) + b - a))
+            mine.append(Scene(index=scene.index, start=len(order), end=len(order) + b - a))
             order += probe_frames(at, at + b - a)
             at += b - a
         parts.append(Scene(index=scene.index, start=begin, end=len(order), crf=float(crf)))
+        segments.append(mine)
+    scored = [segment for mine in segments for segment in mine]
     source = run.tmp / "probe-samples.y4m"
     _y4m_select(reference, source, order, _frame_bytes(video))
     out, csv = run.tmp / "probe.hevc", run.tmp / "probe.csv"
@@ -249,8 +252,7 @@ def _probe_round(
     )  # fmt: skip
     scene_bits(csv, 0, scored)
     at = 0
-    for scene, crf in plan:
-        mine = [s for s in scored if s.index == scene.index]
+    for (scene, crf), mine in zip(plan, segments, strict=True):
         count = sum(s.frames for s in mine)
         stats = pool(scores[at : at + count], target.percentile)
         at += count
@@ -263,9 +265,6 @@ def _probe_round(
         ))  # fmt: skip
     for path in (out, csv, source):
         path.unlink(missing_ok=True)
-
-
-TAIL = 6  # frames of reversed tail after each probe segment
 
 
 def probe_frames(start: int, end: int) -> list[int]:
