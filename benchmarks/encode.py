@@ -14,7 +14,10 @@ For each title:
 2. VMAF of every frame of that file against the script's frames (rendered to y4m once):
    mean and 1st percentile (P1);
 3. the fixed CRF whose P1 matches: bisection over CRF with full encodes, keeping the
-   largest CRF with P1 >= the target-quality P1; its size and VMAF.
+   largest CRF with P1 >= the target-quality P1; its size and VMAF;
+4. with ``--oracle``: the best any per-scene CRF choice could do at that P1
+   (:func:`best_allocation` over whole-title encodes at the integer CRFs around it), the
+   bound the saving can reach on the title.
 
 Reported: both sizes and the saving, mean/P1 of both, |mean - target|, and the probe
 overhead (probe time / final encode time). Same preset and parameter set for both.
@@ -26,6 +29,7 @@ time per phase and the probe overhead (a fixed-CRF search there would render the
 again for every CRF tried).
 
     python benchmarks/encode.py --preset medium --record
+    python benchmarks/encode.py --oracle --record
     python benchmarks/encode.py --titles street --restore --record
 """
 
@@ -44,7 +48,7 @@ from vsremaster.encode import TargetQuality, encode
 from vsremaster.encode.probe import script_scene_cuts
 from vsremaster.encode.probes import TAIL
 from vsremaster.encode.target import title_summary
-from vsremaster.encode.tools import vspipe_exe
+from vsremaster.encode.tools import ffmpeg_exe, ffmpeg_file, vspipe_exe
 from vsremaster.encode.vmaf import pool, vmaf_scores
 from vsremaster.samples import sample_path
 
@@ -112,6 +116,66 @@ def fixed_for_p1(script: Path, folder: Path, reference: Path, p1_goal: float, st
     return lo, out, mean, p1, len(cache)
 
 
+def frame_bits(mkv: Path) -> np.ndarray:
+    """Bits of every video frame of ``mkv``, in display order (FFmpeg's ``framecrc`` of the
+    stream copied)."""
+    text = subprocess.run(
+        [str(ffmpeg_exe()), "-v", "error", "-i", ffmpeg_file(mkv), "-map", "0:v", "-c", "copy",
+         "-f", "framecrc", "-"], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    packets = sorted((int(row[2]), 8 * int(row[4])) for row in
+                     (line.split(",") for line in text.splitlines() if not line.startswith("#")))
+    return np.array([bits for _, bits in packets])
+
+
+def best_allocation(spans: list[tuple[int, int]], grid: dict[float, tuple[np.ndarray, np.ndarray]],
+                    p1_goal: float) -> tuple[list[float], float, float, float]:
+    """The per-scene CRFs (from ``grid``: CRF -> per-frame VMAF and bits of a full encode at
+    that CRF) with the fewest bits whose pooled P1 reaches ``p1_goal``: an upper bound on
+    what any per-scene CRF choice can save (it knows every frame's score; frames are taken
+    from whole-title encodes, so a zone's effect on its neighbours is left out).
+
+    P1 >= goal holds when at most ~1 % of the frames score below the goal, which is additive
+    over scenes: a knapsack over the scenes on that count, checked on the pooled frames.
+    Returns (CRFs, bits, mean, P1)."""
+    frames = spans[-1][1]
+    for allowed in range(int(0.01 * frames) + 2, -1, -1):
+        states: dict[int, tuple[float, list[float]]] = {0: (0.0, [])}
+        for a, b in spans:
+            nxt: dict[int, tuple[float, list[float]]] = {}
+            for used, (bits, crfs) in states.items():
+                for crf, (vmaf, sizes) in grid.items():
+                    count = used + int((vmaf[a:b] < p1_goal).sum())
+                    total = bits + float(sizes[a:b].sum())
+                    if count <= allowed and (count not in nxt or total < nxt[count][0]):
+                        nxt[count] = (total, [*crfs, crf])
+            states = nxt
+        if not states:
+            continue
+        bits, crfs = min(states.values())
+        pooled = pool(np.concatenate([grid[c][0][a:b] for c, (a, b) in zip(crfs, spans)]), 1.0)
+        if pooled.low >= p1_goal:
+            return crfs, bits, pooled.mean, pooled.low
+    raise RuntimeError("no allocation reaches the goal (the grid misses the fixed CRF)")
+
+
+def oracle_saving(script: Path, folder: Path, reference: Path, spans: list[tuple[int, int]],
+                  fixed_crf: float, fixed: Path, preset: str) -> str:
+    """Saving of :func:`best_allocation` over the fixed-CRF encode at that encode's P1, from
+    whole-title encodes at every integer CRF within 4 of it (and itself)."""
+    grid = {}
+    for crf in [fixed_crf, *range(int(fixed_crf) - 4, int(fixed_crf) + 5)]:
+        out = fixed if crf == fixed_crf else folder / f"{script.stem}-grid{crf:g}.mkv"
+        if crf != fixed_crf:
+            encode(script, out, crf=float(crf), preset=preset, progress=False, audio=None)
+        _, _, scores = title_vmaf(out, reference, folder)
+        grid[float(crf)] = (scores, frame_bits(out))
+    goal = pool(grid[fixed_crf][0], 1.0).low
+    crfs, bits, mean, p1 = best_allocation(spans, grid, goal)
+    print(f"    oracle CRFs {crfs}: mean {mean:.2f} P1 {p1:.2f}, {bits / 8e3:.1f} kB", flush=True)
+    return f"{100 * (1 - bits / grid[fixed_crf][1].sum()):.1f} %"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--titles", nargs="+", default=list(TITLES), choices=list(TITLES))
@@ -120,6 +184,9 @@ def main() -> None:
                         help="--min-vmaf-percentile of the target-quality encode")
     parser.add_argument("--preset", default="slow")
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also report the best saving any per-scene CRF choice could "
+                        "reach (9 more encodes per title)")
     parser.add_argument("--restore", action="store_true",
                         help="denoise at the end of each script; time the probes only")
     args = parser.parse_args()
@@ -132,13 +199,15 @@ def main() -> None:
             print(rows[-1], flush=True)
 
     header = RESTORED_HEADER if args.restore else COMPARED_HEADER
+    if args.oracle and not args.restore:
+        header = header.replace("| saving |", "| saving | best per-scene saving |")
     table = "\n".join([header, "|" + "---|" * (header.count("|") - 1), *rows])
     print(table)
     if args.record:
         import vapoursynth as vs
         from vsremaster.encode.tools import x265_exe
 
-        version = subprocess.run([str(x265_exe()), "--version"], capture_output=True,
+        version = subprocess.run([str(x265_exe()), "--version"], check=False, capture_output=True,
                                  text=True).stderr.split("\n")[0].split("version")[-1].strip()
         what = ("probe overhead with a restoration script (denoise)" if args.restore
                 else "vs fixed CRF at equal P1")
@@ -201,10 +270,14 @@ def compared_row(name: str, folder: Path, args: argparse.Namespace) -> str:
     crf, fixed, fmean, fp1, _ = fixed_for_p1(script, folder, reference, p1, weighted,
                                              args.preset)
     size_t, size_f = out.stat().st_size, fixed.stat().st_size
+    best = ""
+    if args.oracle:
+        spans = [(s.start, s.end) for s in result.scenes]
+        best = f"| {oracle_saving(script, folder, reference, spans, crf, fixed, args.preset)} "
     return (f"| {name} | {result.frames} | {len(crfs)} | {_sampled(result)} "
             f"| {min(crfs):g}-{max(crfs):g} | {size_t / 1e3:.1f} | {mean:.2f} | {p1:.2f} "
             f"| {crf:g} | {size_f / 1e3:.1f} | {fmean:.2f} | {fp1:.2f} "
-            f"| {100 * (1 - size_t / size_f):.1f} % | {abs(mean - args.target):.2f} "
+            f"| {100 * (1 - size_t / size_f):.1f} % {best}| {abs(mean - args.target):.2f} "
             f"| {_times(result, wall)} |")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,19 +123,30 @@ def test_probe_segments_get_a_reversed_tail_that_stays_inside_them():
     assert probe_frames(3, 4) == [3]
 
 
-def test_balance_holds_the_title_mean_and_equalises_the_lows():
+def test_balance_holds_the_title_mean_and_moves_bits_toward_the_worst_frames():
     # scene 0 has a wide mean-low gap (its worst frames are much worse than its mean)
     wide = [linear(20, gap=8), linear(24, gap=8)]
     narrow = [linear(20, gap=2), linear(24, gap=2)]
-    scenes = [Scene(0, 0, 100, probes=wide), Scene(1, 100, 200, probes=narrow)]
-    from vsremaster.encode.target import balance
+    from vsremaster.encode.target import _SHRINK, balance
 
-    balance(scenes, TargetQuality(vmaf=88))
-    lows = [s.predicted_low for s in scenes]
-    assert lows[0] == pytest.approx(lows[1], abs=0.1)
-    assert (scenes[0].predicted_mean + scenes[1].predicted_mean) / 2 == pytest.approx(88, abs=0.1)
-    assert scenes[0].crf < scenes[1].crf  # bits go where the worst frames are
-    assert {s.limited_by for s in scenes} == {"balanced"}
+    def title(shrink: float) -> list[Scene]:
+        scenes = [Scene(0, 0, 100, probes=wide), Scene(1, 100, 200, probes=narrow)]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("vsremaster.encode.target._SHRINK", shrink)
+            balance(scenes, TargetQuality(vmaf=88))
+        return scenes
+
+    for shrink in (0.0, _SHRINK, 1.0):
+        scenes = title(shrink)
+        assert (scenes[0].predicted_mean + scenes[1].predicted_mean) / 2 == pytest.approx(88, abs=0.1)
+        assert {s.limited_by for s in scenes} == {"balanced"}
+    flat, ours, equal = title(0.0), title(_SHRINK), title(1.0)
+    assert flat[0].crf == flat[1].crf
+    lows = [s.predicted_low for s in equal]
+    assert lows[0] == pytest.approx(lows[1], abs=0.1)  # full equalisation
+    gap = ours[1].crf - ours[0].crf  # bits go where the worst frames are, part of the way
+    assert 0 < gap < equal[1].crf - equal[0].crf
+    assert gap == pytest.approx(_SHRINK * (equal[1].crf - equal[0].crf), abs=0.2)
 
 
 def test_short_scenes_merge_and_zones_reproduce_each_crf():
@@ -353,6 +365,18 @@ def test_killed_probing_resumes_from_the_saved_probe_rounds(tmp_path, two_shots)
     saved = json.loads(state.read_text())
     saved["scenes"][0]["probes"][0]["kbps"] = -1.0
     state.write_text(json.dumps(saved))
+    # a newer vsremaster that takes its probes differently must not reuse these
+    shutil.copytree(state.parent, tmp_path / ".newer.vsremaster-work")
+    newer = subprocess.run(
+        [sys.executable, "-c", "import runpy, vsremaster.encode.pipeline as p; p.METHOD += 1; "
+         "runpy.run_module('vsremaster', run_name='__main__')",
+         *cmd[3:cmd.index("-o") + 1], str(tmp_path / "newer.mkv"), *cmd[cmd.index("-o") + 2:]],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert newer.returncode == 0, newer.stderr
+    assert "resuming" not in newer.stderr
+    probed = json.loads((tmp_path / "newer.encode.json").read_text())["scenes"]
+    assert probed[0]["probes"][0]["kbps"] > 0  # probed again
 
     second = run("out.mkv")
     assert second.returncode == 0, second.stderr

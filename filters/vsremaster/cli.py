@@ -374,7 +374,7 @@ ScenesOpt = Annotated[Optional[str], typer.Option(help="Scene cuts: a report.jso
 FreshOpt = Annotated[bool, typer.Option("--fresh", help="Discard what an interrupted run left (by default a rerun resumes).")]
 VerifyOpt = Annotated[bool, typer.Option("--verify/--no-verify", help="After encoding, score the probed frames of the finished file and log the measured VMAF.")]
 ProbeShareOpt = Annotated[float, typer.Option(help="Share of each scene's frames used for probes (0.02-1; at least one 12-frame segment per scene).")]
-BalanceOpt = Annotated[bool, typer.Option("--balance/--per-scene", help="balance (default): the title's mean VMAF on target, every scene's low percentile equal; per-scene: every scene's own mean on target.")]
+BalanceOpt = Annotated[bool, typer.Option("--balance/--per-scene", help="balance (default): the title's mean VMAF on target, scenes with worse low-percentile VMAF get lower CRFs (half way to equal lows); per-scene: every scene's own mean on target.")]
 
 
 def _audio(value: str | None):

@@ -50,7 +50,7 @@ from ..analysis.scenes import scene_spans
 from ..errors import EncodeError, InputError
 from .inspect import media_info
 from .probe import ScriptInfo, probe_script, script_scene_cuts
-from .probes import measure_scenes, probe_scenes, scene_bits
+from .probes import METHOD, measure_scenes, probe_scenes, scene_bits
 from .process import (
     Program,
     Runner,
@@ -546,7 +546,7 @@ def encode(
             "frames": info.num_frames, "size": [info.width, info.height],
             "fps": str(info.fps), "format": info.format_name, "encoder": video.name,
             "preset": preset, "depth": depth, "params": video.params, "crf": float(crf),
-            "target": target.as_dict() if target else None, "scenes": str(scenes),
+            "target": {**target.as_dict(), "method": METHOD} if target else None, "scenes": str(scenes),
             "chunks": chunks > 0, "chunk_seconds": chunk_seconds,
         }  # fmt: skip
         work = WorkDir(output, fingerprint(script, settings), fresh=fresh)
@@ -851,7 +851,7 @@ def _write_log(
         "encoder": video.name,
         "preset": video.preset,
         "params": [[k, v] for k, v in video.params],
-        "target": target.as_dict() if target else None,
+        "target": {**target.as_dict(), "method": METHOD} if target else None,
         "title": title_summary(scenes, float(info.fps)),
         "timing_s": {k: round(v, 2) for k, v in timing.items()},
         "scenes": [s.to_dict() for s in scenes],

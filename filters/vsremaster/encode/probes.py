@@ -36,13 +36,17 @@ from .tools import vspipe_exe
 from .vmaf import pool, vmaf_scores
 from .x265 import VideoEncoder
 
-__all__ = ["TAIL", "measure_scenes", "probe_frames", "probe_scenes", "render_frames"]
+__all__ = ["METHOD", "TAIL", "measure_scenes", "probe_frames", "probe_scenes", "render_frames"]
 
 log = logging.getLogger("vsremaster.encode")
 
 BATCH_BYTES = 1 << 30
 KEEP_BYTES = 2 << 30  # sample frames up to this size are kept for the VMAF check
 TAIL = 6  # frames of reversed tail after each probe segment (see probe_frames)
+# How probes are taken (sampling, tail, scoring); part of the resume fingerprint, so a run
+# resumed after a change of method probes again instead of mixing probes of two methods.
+# Raise it with every such change.
+METHOD = 2
 
 
 def render_frames(
