@@ -164,12 +164,13 @@ def oracle_saving(script: Path, folder: Path, reference: Path, spans: list[tuple
     """Saving of :func:`best_allocation` over the fixed-CRF encode at that encode's P1, from
     whole-title encodes at every integer CRF within 4 of it (and itself)."""
     grid = {}
-    for crf in [fixed_crf, *range(int(fixed_crf) - 4, int(fixed_crf) + 5)]:
+    near = range(int(fixed_crf) - 4, int(fixed_crf) + 5)
+    for crf in dict.fromkeys([fixed_crf, *map(float, near)]):
         out = fixed if crf == fixed_crf else folder / f"{script.stem}-grid{crf:g}.mkv"
         if crf != fixed_crf:
-            encode(script, out, crf=float(crf), preset=preset, progress=False, audio=None)
+            encode(script, out, crf=crf, preset=preset, progress=False, audio=None)
         _, _, scores = title_vmaf(out, reference, folder)
-        grid[float(crf)] = (scores, frame_bits(out))
+        grid[crf] = (scores, frame_bits(out))
     goal = pool(grid[fixed_crf][0], 1.0).low
     crfs, bits, mean, p1 = best_allocation(spans, grid, goal)
     print(f"    oracle CRFs {crfs}: mean {mean:.2f} P1 {p1:.2f}, {bits / 8e3:.1f} kB", flush=True)

@@ -136,11 +136,11 @@ def test_balance_holds_the_title_mean_and_moves_bits_toward_the_worst_frames():
             balance(scenes, TargetQuality(vmaf=88))
         return scenes
 
-    for shrink in (0.0, _SHRINK, 1.0):
-        scenes = title(shrink)
-        assert (scenes[0].predicted_mean + scenes[1].predicted_mean) / 2 == pytest.approx(88, abs=0.1)
+    flat, ours, equal = titles = [title(0.0), title(_SHRINK), title(1.0)]
+    for scenes in titles:
+        mean = (scenes[0].predicted_mean + scenes[1].predicted_mean) / 2
+        assert mean == pytest.approx(88, abs=0.1)
         assert {s.limited_by for s in scenes} == {"balanced"}
-    flat, ours, equal = title(0.0), title(_SHRINK), title(1.0)
     assert flat[0].crf == flat[1].crf
     lows = [s.predicted_low for s in equal]
     assert lows[0] == pytest.approx(lows[1], abs=0.1)  # full equalisation

@@ -546,7 +546,8 @@ def encode(
             "frames": info.num_frames, "size": [info.width, info.height],
             "fps": str(info.fps), "format": info.format_name, "encoder": video.name,
             "preset": preset, "depth": depth, "params": video.params, "crf": float(crf),
-            "target": {**target.as_dict(), "method": METHOD} if target else None, "scenes": str(scenes),
+            "target": {**target.as_dict(), "method": METHOD} if target else None,
+            "scenes": str(scenes),
             "chunks": chunks > 0, "chunk_seconds": chunk_seconds,
         }  # fmt: skip
         work = WorkDir(output, fingerprint(script, settings), fresh=fresh)

@@ -20,7 +20,8 @@ the script's own frames):
 4. the CRFs: by default (``balance``) one title-level decision (:func:`balance`): the
    frame-weighted predicted mean of the title on the target, each scene half way from one
    common CRF toward equal predicted low-percentile VMAF; otherwise (:func:`choose_crf`)
-   each scene the largest CRF that keeps its own predicted mean at the target. ``min_low`` is a floor in both.
+   each scene the largest CRF that keeps its own predicted mean at the target. ``min_low``
+   is a floor in both.
 
 The per-scene search is that of ab-av1's ``crf-search`` and Av1an's ``--target-quality``.
 The CRFs become x265 zones (:func:`zones_arg`); a ``b=`` (bitrate factor) zone of
@@ -445,11 +446,10 @@ def balance(scenes: Sequence[Scene], target: TargetQuality) -> None:
         return choice(hi if rising else lo)
 
     balanced = [crf for crf, _ in bisect(crfs_for, 0.0, 100.0, rising=True)]  # L rises
-    reach = [(lo, hi) for _, _, _, lo, hi, _ in tables]
 
     def shrunk(common: float) -> list[tuple[float, str]]:
         out = []
-        for full, (lo, hi), (_, _, _, _, _, floor) in zip(balanced, reach, tables, strict=True):
+        for full, (_, _, _, lo, hi, floor) in zip(balanced, tables, strict=True):
             crf = round((1 - _SHRINK) * common + _SHRINK * full, 1)
             reason = "balanced"
             if crf <= lo:
