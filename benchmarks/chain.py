@@ -7,7 +7,8 @@ interlaced, noisy, damaged title, every stage on: ``deinterlace`` (bob, double r
 ``denoise`` (σ per plane measured once on its input and passed, as the script passes the
 analysis's) → ``descratch`` → ``upscale`` (``--sr-model``; default the
 model the ``auto`` preset picks here) → the face pass (BlazeFace detection + tracking over
-the deinterlaced frames, what ``remaster`` runs before writing the script) → ``face_enhance``
+the source bobbed by ``resize.Bob``, what ``remaster`` runs before writing the script; its
+tracks number the deinterlaced frames) → ``face_enhance``
 when a face restorer is installed (else the row says it was skipped).
 
 Each stage is timed alone: its input is rendered first and held in memory, then the stage
@@ -275,15 +276,15 @@ def main() -> None:
     rows = ["| stage | output | frames | fps | ms/frame | peak RSS MiB | GFLOP/frame | "
             "GFLOP/s | % peak FLOP/s | GB/frame | GB/s | % peak GB/s |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    clip, done = source, []
-    inputs, outputs = {}, {}
+    clip, done, inputs = source, [], {}
     for name, make in stages:
         inputs[name] = clip
         done.append(run_stage(name, make, clip, log, peaks))
-        clip = outputs[name] = done[-1].out
+        clip = done[-1].out
     sidecar = Path(tempfile.mkdtemp(prefix="vsr-chain-")) / "title.faces.json"
-    done.append(run_stage("face pass (detect + track)", lambda c: face_pass(c, sidecar, backend),
-                          outputs["deinterlace"], log, peaks, warm=False))
+    done.append(run_stage("face pass (bob, detect + track)",
+                          lambda c: face_pass(core.resize.Bob(c, tff=True), sidecar, backend),
+                          source, log, peaks, warm=False))
     if face_model is not None:
         done.append(run_stage(
             f"face_enhance {face_model}",
@@ -353,8 +354,8 @@ def main() -> None:
             "weights and outputs once; ncnn's Winograd convolutions do fewer multiplies than "
             "that count, so an upscaler on ncnn can pass 100 % of the GEMM peak. Peak RSS "
             "includes the held input frames. The face "
-            "pass runs on the deinterlaced frames (the `script` command skips faces on "
-            "interlaced sources).",
+            "pass runs on the source bobbed by resize.Bob, as `script` runs it on an "
+            "interlaced source.",
         )
 
 

@@ -37,6 +37,18 @@ from vsremaster.runtime.frames import to_rgb24
 core = vs.core
 
 
+def script_luma(script: Path, n: int) -> np.ndarray:
+    """Frame ``n``'s luma (10-bit, 352x288) of a generated script, through vspipe."""
+    from vsremaster.encode.tools import vspipe_exe
+
+    y4m = subprocess.run([vspipe_exe(), "-c", "y4m", "-s", str(n), "-e", str(n), str(script),
+                          "-"], capture_output=True, timeout=300)
+    assert y4m.returncode == 0, y4m.stderr.decode()
+    assert b"W352 H288" in y4m.stdout[:100]
+    body = y4m.stdout[y4m.stdout.index(b"FRAME") + 6:]
+    return np.frombuffer(body[: 352 * 288 * 2], np.uint16).reshape(288, 352)
+
+
 def tiny_restorer(path: Path, kind: str, size: int = 512) -> Path:
     """A restorer ONNX with FaceFusion's I/O: 'identity', 'white' (every pixel 1.0), 'grey'
     (every pixel 0.5) or 'contrast' (output = input * weight, with a float64 'weight' input
@@ -292,26 +304,59 @@ def test_script_uses_the_face_path_when_a_face_model_is_installed(private_models
     assert "clip = vsr.face_enhance(" in text and repr(str(sidecar.resolve())) in text
     assert "1 track(s)" in found.output and json.loads(sidecar.read_text())["tracks"]
     # the script runs: faces restored (here: painted white) in the 2x upscaled frames
-    from vsremaster.encode.tools import vspipe_exe
-
-    def luma(script: Path) -> np.ndarray:
-        y4m = subprocess.run([vspipe_exe(), "-c", "y4m", "-s", "10", "-e", "10", str(script),
-                              "-"], capture_output=True, timeout=300)
-        assert y4m.returncode == 0, y4m.stderr.decode()
-        assert b"W352 H288" in y4m.stdout[:100]
-        body = y4m.stdout[y4m.stdout.index(b"FRAME") + 6:]
-        return np.frombuffer(body[: 352 * 288 * 2], np.uint16).reshape(288, 352)  # 10-bit
-
-    with_faces = luma(vpy)
+    with_faces = script_luma(vpy, 10)
     other = CliRunner().invoke(app, [*args, "--face-detector", "blazeface-front-128"])
     assert other.exit_code == 0 and "blazeface-front-128" in other.output  # not installed here
     assert "clip = vsr.face_enhance(" not in vpy.read_text()
     off = CliRunner().invoke(app, [*args, "--faces", "off"])
     assert off.exit_code == 0 and "clip = vsr.face_enhance(" not in vpy.read_text()
-    plain = luma(vpy)
+    plain = script_luma(vpy, 10)
     box = json.loads(sidecar.read_text())["tracks"][0]["boxes"][10]
     x0, y0, x1, y1 = (int(v * 2) for v in box)
     assert with_faces[y0:y1, x0:x1].mean() > plain[y0:y1, x0:x1].mean() + 100
+
+
+def test_interlaced_sources_get_the_face_path_on_the_bobbed_frames(private_models, tmp_path,
+                                                                   sample_clip):
+    """The script bobs an interlaced source to double rate; the face pass scans it bobbed, so
+    the tracks number the deinterlaced frames and face_enhance lands on the face."""
+    import imageio_ffmpeg
+    from vsremaster.training.degrade.interlace import interlace
+
+    clip = interlace(core.bs.VideoSource(str(sample_clip("carphone")))[40:88], tff=True)
+    src = tmp_path / "car interlaced.mkv"  # 24 frames of TFF fields, lossless
+    raw = b"".join(np.asarray(f[p]).tobytes() for f in clip.frames() for p in range(3))
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo",
+                    "-pix_fmt", "yuv420p", "-s", "176x144", "-r", "15", "-i", "-",
+                    "-c:v", "ffv1", "-field_order", "tt", str(src)], input=raw, check=True)
+    add_model(tiny_restorer(tmp_path / "gfpgan_1.4.onnx", "white"), "gfpgan-1.4")
+    vpy = tmp_path / "car.vpy"
+    args = ["script", str(src), "-o", str(vpy), "--no-analysis", "--field-order", "tff",
+            "--model", "realesr-animevideov3-x2", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "clip = vsr.deinterlace(" in vpy.read_text()
+    assert "clip = vsr.face_enhance(" in vpy.read_text() and "(bobbed frames)" in result.output
+    data = json.loads(vpy.with_suffix(".faces.json").read_text())
+    assert data["clip"]["num_frames"] == 48 and data["source"]["bob"] == "tff"
+    assert len(data["tracks"]) == 1 and data["tracks"][0]["end"] == 48
+    with_faces = script_luma(vpy, 31)  # an odd frame: the bottom field's picture
+    assert CliRunner().invoke(app, [*args, "--faces", "off"]).exit_code == 0
+    plain = script_luma(vpy, 31)
+    x0, y0, x1, y1 = (int(v * 2) for v in data["tracks"][0]["boxes"][31])
+    assert with_faces[y0:y1, x0:x1].mean() > plain[y0:y1, x0:x1].mean() + 100
+    # `faces track --field-order tff` makes the same tracks, and its preview bobs to match
+    sidecar = tmp_path / "by hand.faces.json"
+    result = CliRunner().invoke(app, ["faces", "track", str(src), "-o", str(sidecar),
+                                      "--field-order", "tff", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(sidecar.read_text())["tracks"] == data["tracks"]
+    from vsremaster.encode.tools import vspipe_exe
+
+    info = subprocess.run([vspipe_exe(), "--info", str(sidecar.with_suffix(".vpy")), "-"],
+                          capture_output=True, text=True, timeout=300)
+    assert info.returncode == 0, info.stderr
+    assert "Frames: 48" in info.stdout
 
 
 @pytest.mark.slow

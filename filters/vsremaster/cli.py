@@ -215,9 +215,13 @@ def _run_analysis(source: SourceInfo, out_dir: Path, *, every: int,
 
 
 def _track_source(info, span, det, sidecar: Path, *, progress: bool, cuts=None,
-                  tracking=None):
+                  tracking=None, field_order: str = "progressive"):
     """The face pass over SOURCE (trimmed to ``span``; ``cuts`` in source frames, None =
-    measured): scan, record the source in the sidecar, write it. Returns the FaceScan."""
+    measured): scan, record the source in the sidecar, write it. Returns the FaceScan.
+
+    ``field_order`` ``tff``/``bff``: an interlaced source is scanned bobbed to double rate
+    (``resize.Bob``, cheap: the boxes only need the geometry), so the tracks have the frame
+    numbers of the frames ``vsr.deinterlace`` gives; cuts are doubled to match."""
     import vapoursynth as vs
 
     from .faces.scan import scan_faces, write_sidecar
@@ -227,16 +231,23 @@ def _track_source(info, span, det, sidecar: Path, *, progress: bool, cuts=None,
         clip = clip[span[0]:span[1]]
         if cuts:
             cuts = [c - span[0] for c in cuts]
+    bob = field_order in ("tff", "bff")
+    if bob:
+        clip = vs.core.resize.Bob(clip, tff=field_order == "tff")
+        cuts = [2 * c for c in cuts] if cuts else cuts
     scan = _with_progress("faces", progress, lambda update: scan_faces(
         clip, det, cuts=cuts, tracking=tracking, progress=update))
-    scan.source = {"path": str(info.path), "trim": list(span) if span else None}
+    scan.source = {"path": str(info.path), "trim": list(span) if span else None,
+                   "bob": field_order if bob else None}
     write_sidecar(scan, sidecar)
     return scan
 
 
 def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str, progress: bool,
-               detector: str = "blazeface-back-256") -> tuple[str | None, str]:
-    """Track faces when a face model is to be used: ``(model or None, note for the script)``."""
+               detector: str = "blazeface-back-256",
+               field_order: str = "progressive") -> tuple[str | None, str]:
+    """Track faces when a face model is to be used: ``(model or None, note for the script)``;
+    ``field_order`` tff/bff when the script bobs the source (see :func:`_track_source`)."""
     from .chain import stage_backend
     from .errors import ModelMissingError
     from .faces.detect import FaceDetector
@@ -253,13 +264,14 @@ def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str, progress:
         if faces != "auto":
             raise
         return None, f"Faces: not restored: {exc}"
-    scan = _track_source(info, span, det, sidecar, progress=progress)
+    scan = _track_source(info, span, det, sidecar, progress=progress, field_order=field_order)
     if not scan.tracks:
         return None, (f"Faces: none found in {scan.num_frames} frames by the face pass "
                       f"({sidecar.name}); no face restoration.")
+    bobbed = " (bobbed frames)" if field_order in ("tff", "bff") else ""
     return model, (f"Faces: {len(scan.tracks)} track(s) in {len(scan.cuts) + 1} scene(s), "
-                   f"faces in {scan.stats['frames_with_faces']}/{scan.num_frames} frames "
-                   f"({sidecar.name})")
+                   f"faces in {scan.stats['frames_with_faces']}/{scan.num_frames} frames"
+                   f"{bobbed} ({sidecar.name})")
 
 
 def _write_script(
@@ -286,15 +298,11 @@ def _write_script(
     chain = plan_chain(info, report=report, preset=preset, model=model, width=width,
                        height=height, backend=backend, tile=tile, num_streams=num_streams,
                        field_order=field_order, first_frame=span[0] if span else 0)
-    if any(step.function == "deinterlace" for step in chain.steps) and faces != "off":
-        face_model, face_note = None, (
-            "Faces: not restored: the face pass does not run on interlaced sources yet "
-            "(combed frames, and tracks at the frame rate while the bob doubles it); "
-            "`vsremaster faces track` on a deinterlaced encode gives tracks to add by hand.")
-    else:
-        face_model, face_note = _face_pass(info, span, out.with_suffix(".faces.json"), faces,
-                                           backend=backend, progress=progress,
-                                           detector=face_detector)
+    bob = next((step.kwargs for step in chain.steps if step.function == "deinterlace"), None)
+    face_model, face_note = _face_pass(
+        info, span, out.with_suffix(".faces.json"), faces, backend=backend, progress=progress,
+        detector=face_detector,
+        field_order="progressive" if bob is None else "tff" if bob["tff"] else "bff")
     chain.notes.append(face_note)
     if face_model:
         chain.steps.append(face_step(face_model, out.with_suffix(".faces.json").resolve(),
@@ -517,7 +525,7 @@ def remaster(
 # ---------------------------------------------------------------- faces
 @faces_app.command("track")
 def faces_track(
-    source: Annotated[Path, typer.Argument(help="Source video file (progressive).")],
+    source: Annotated[Path, typer.Argument(help="Source video file (interlaced: --field-order).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Sidecar to write (default: SOURCE's name with .faces.json, in the current folder).")] = None,
     detector: Annotated[str, typer.Option(help=_DETECTOR_HELP)] = "blazeface-back-256",
     score: Annotated[float, typer.Option(min=0.05, max=0.99, help="Least detector confidence (MediaPipe uses 0.75).")] = 0.75,
@@ -527,6 +535,7 @@ def faces_track(
     min_hits: Annotated[int, typer.Option(min=1, help="Detections in a row that start a track.")] = 3,
     max_gap: Annotated[int, typer.Option(min=0, help="Missed frames a track bridges.")] = 5,
     trim: TrimOpt = None,
+    field_order: Annotated[str, typer.Option(help="progressive, or tff/bff for an interlaced source: scan it bobbed to double rate (cheap resize.Bob), so the tracks number the frames of vsr.deinterlace's bob, as `script` does.")] = "progressive",
     backend: BackendOpt = "auto",
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Also write OUTPUT's .vpy that draws the tracks (open it in vspreview).")] = True,
     progress: ProgressOpt = True,
@@ -545,13 +554,16 @@ def faces_track(
 
     if normalise not in ("auto", "always", "never"):
         raise typer.BadParameter("use auto, always or never", param_hint="--normalise")
+    if field_order not in ("progressive", "tff", "bff"):
+        raise typer.BadParameter("use progressive, tff or bff", param_hint="--field-order")
     info = probe_source(source)
     span = _parse_trim(trim, info.num_frames)
     output = output or Path(info.path.stem + ".faces.json")
     cuts = None if scenes == "auto" else [] if scenes == "none" else read_cuts(Path(scenes))
     det = FaceDetector(detector, score=score, tiles=tiles, normalise=normalise, backend=backend)
     scan = _track_source(info, span, det, output, progress=progress, cuts=cuts,
-                         tracking={"min_hits": min_hits, "max_gap": max_gap})
+                         tracking={"min_hits": min_hits, "max_gap": max_gap},
+                         field_order=field_order)
     st = scan.stats
     err.print(f"faces: {len(scan.tracks)} track(s) in {len(scan.cuts) + 1} scene(s); faces in "
               f"{st['frames_with_faces']}/{st['frames']} frames; detection {st['detect_fps']} fps")
@@ -564,7 +576,8 @@ def faces_track(
         vpy = output.with_name(output.name.removesuffix(".json") + ".vpy")
         text = render_template("faces_preview.vpy.j2", version=__version__,
                                source=str(info.path), tracks=str(output.resolve()),
-                               trim=list(span) if span else None)
+                               trim=list(span) if span else None,
+                               bob=scan.source["bob"])
         vpy.write_text(text, encoding="utf-8")
         err.print(f"preview: {vpy} (vspreview {vpy})")
 
