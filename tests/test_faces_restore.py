@@ -391,3 +391,20 @@ def test_checkpoints_convert_and_restore_real_footage(private_models, tmp_path, 
     cf = face_enhance(clip, scan, model="codeformer", fidelity=0.0)
     cf1 = face_enhance(clip, scan, model="codeformer", fidelity=1.0)
     assert np.abs(planes(cf, 6) - planes(cf1, 6)).mean() > 0.5
+
+
+@pytest.mark.slow
+def test_restoreformer_checkpoint_converts_and_restores_the_tracked_face(private_models,
+                                                                         tmp_path, carphone):
+    clip, scan = carphone
+    ckpt = random_checkpoint("RestoreFormer", tmp_path / "RestoreFormer.pth")
+    with pytest.raises(ModelError, match="is a RestoreFormer network, not GFPGAN"):
+        add_model(ckpt, "gfpgan-1.4")
+    report = add_model(ckpt, "restoreformer")
+    assert report.max_abs_error is not None and report.max_abs_error <= 1e-3
+    f = face_enhance(clip, scan, model="restoreformer").get_frame(6)
+    assert f.props["VSRFaces"] == 1
+    diff = np.abs(np.asarray(f[0], np.float64) - planes(clip, 6))
+    x0, y0, x1, y1 = (int(v) for v in scan.tracks[0].boxes[6])
+    assert diff[y0:y1, x0:x1].mean() > 5  # random weights: the face changed
+    assert diff[:, : max(x0 - 40, 1)].max() == 0  # and nothing far from it

@@ -288,8 +288,9 @@ def add_model(src: Path, model_id: str) -> ModelReport:
 def random_checkpoint(arch: str, path: Path, *, seed: int = 0) -> Path:
     """Write a checkpoint with the official layout (``params_ema``) and hyper-parameters of
     ``arch`` (``"GFPGAN"``: GFPGANv1Clean 512, channel multiplier 2; ``"CodeFormer"``:
-    512-d, 9 layers, 1024 codes) and random weights: the real graph, its real I/O and cost,
-    for tests and benchmarks where the official weights cannot be shipped."""
+    512-d, 9 layers, 1024 codes; ``"RestoreFormer"``: 1024 × 256-d dictionary, channel
+    multipliers 1-2-2-4-4-8, 8 heads) and random weights: the real graph, its real I/O and
+    cost, for tests and benchmarks where the official weights cannot be shipped."""
     import torch
 
     torch.manual_seed(seed)
@@ -304,6 +305,12 @@ def random_checkpoint(arch: str, path: Path, *, seed: int = 0) -> Path:
 
         net = CodeFormer(dim_embd=512, n_head=8, n_layers=9, codebook_size=1024,
                          latent_size=256, connect_list=["32", "64", "128", "256"])
+    elif arch == "RestoreFormer":
+        from spandrel.architectures.RestoreFormer import RestoreFormer
+
+        net = RestoreFormer(n_embed=1024, embed_dim=256, ch=64, ch_mult=(1, 2, 2, 4, 4, 8),
+                            num_res_blocks=2, attn_resolutions=(16,), resolution=512,
+                            z_channels=256, head_size=8)
     else:
         raise ValueError(f"no random checkpoint recipe for {arch!r}")
     torch.save({"params_ema": net.state_dict()}, path)
