@@ -298,11 +298,11 @@ def _write_script(
     chain = plan_chain(info, report=report, preset=preset, model=model, width=width,
                        height=height, backend=backend, tile=tile, num_streams=num_streams,
                        field_order=field_order, first_frame=span[0] if span else 0)
-    bob = next((step.kwargs for step in chain.steps if step.function == "deinterlace"), None)
+    deint = next((step.kwargs for step in chain.steps if step.function == "deinterlace"), None)
     face_model, face_note = _face_pass(
         info, span, out.with_suffix(".faces.json"), faces, backend=backend, progress=progress,
         detector=face_detector,
-        field_order="progressive" if bob is None else "tff" if bob["tff"] else "bff")
+        field_order="progressive" if deint is None else "tff" if deint["tff"] else "bff")
     chain.notes.append(face_note)
     if face_model:
         chain.steps.append(face_step(face_model, out.with_suffix(".faces.json").resolve(),
