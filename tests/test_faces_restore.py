@@ -25,6 +25,7 @@ import vapoursynth as vs
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 from vsremaster.cli import app
+from vsremaster.encode.tools import ffmpeg_exe, vspipe_exe
 from vsremaster.errors import ChecksumError, InputError, ModelError, ModelMissingError
 from vsremaster.faces import FaceDetector, face_enhance, installed_face_model, scan_faces
 from vsremaster.faces.align import align
@@ -39,8 +40,6 @@ core = vs.core
 
 def script_luma(script: Path, n: int) -> np.ndarray:
     """Frame ``n``'s luma (10-bit, 352x288) of a generated script, through vspipe."""
-    from vsremaster.encode.tools import vspipe_exe
-
     y4m = subprocess.run([vspipe_exe(), "-c", "y4m", "-s", str(n), "-e", str(n), str(script),
                           "-"], capture_output=True, timeout=300)
     assert y4m.returncode == 0, y4m.stderr.decode()
@@ -320,13 +319,12 @@ def test_interlaced_sources_get_the_face_path_on_the_bobbed_frames(private_model
                                                                    sample_clip):
     """The script bobs an interlaced source to double rate; the face pass scans it bobbed, so
     the tracks number the deinterlaced frames and face_enhance lands on the face."""
-    import imageio_ffmpeg
     from vsremaster.training.degrade.interlace import interlace
 
     clip = interlace(core.bs.VideoSource(str(sample_clip("carphone")))[40:88], tff=True)
     src = tmp_path / "car interlaced.mkv"  # 24 frames of TFF fields, lossless
     raw = b"".join(np.asarray(f[p]).tobytes() for f in clip.frames() for p in range(3))
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo",
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "rawvideo",
                     "-pix_fmt", "yuv420p", "-s", "176x144", "-r", "15", "-i", "-",
                     "-c:v", "ffv1", "-field_order", "tt", str(src)], input=raw, check=True)
     add_model(tiny_restorer(tmp_path / "gfpgan_1.4.onnx", "white"), "gfpgan-1.4")
@@ -351,8 +349,6 @@ def test_interlaced_sources_get_the_face_path_on_the_bobbed_frames(private_model
                                       "--field-order", "tff", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert json.loads(sidecar.read_text())["tracks"] == data["tracks"]
-    from vsremaster.encode.tools import vspipe_exe
-
     info = subprocess.run([vspipe_exe(), "--info", str(sidecar.with_suffix(".vpy")), "-"],
                           capture_output=True, text=True, timeout=300)
     assert info.returncode == 0, info.stderr

@@ -268,7 +268,7 @@ def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str, progress:
     if not scan.tracks:
         return None, (f"Faces: none found in {scan.num_frames} frames by the face pass "
                       f"({sidecar.name}); no face restoration.")
-    bobbed = " (bobbed frames)" if field_order in ("tff", "bff") else ""
+    bobbed = " (bobbed frames)" if scan.source["bob"] else ""
     return model, (f"Faces: {len(scan.tracks)} track(s) in {len(scan.cuts) + 1} scene(s), "
                    f"faces in {scan.stats['frames_with_faces']}/{scan.num_frames} frames"
                    f"{bobbed} ({sidecar.name})")
