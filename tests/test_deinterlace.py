@@ -92,6 +92,14 @@ def test_scene_change_stops_the_temporal_window(progressive, sample_clip):
         assert np.array_equal(luma(both, n), luma(alone, n)), n
     unflagged = vsr.deinterlace(first + interlace(other, tff=True))
     assert not np.array_equal(luma(unflagged, 7), luma(alone, 7))
+    # The cut lies between output frames 7 and 8 only: the stages after this one (denoise,
+    # descratch) must not cut a frame from the other field of its own picture.
+    flags = [(n, key) for n in range(4, 12) for key in ("_SceneChangePrev", "_SceneChangeNext")
+             if both.get_frame(n).props.get(key, 0)]
+    assert flags == [(7, "_SceneChangeNext"), (8, "_SceneChangePrev")]
+    single = vsr.deinterlace(core.std.AssumeFPS(joined, fpsnum=25), rate="single")
+    assert single.get_frame(3).props["_SceneChangeNext"] == 1
+    assert single.get_frame(4).props["_SceneChangePrev"] == 1
 
 
 def test_progressive_input_passes_through_with_a_warning(progressive, caplog):

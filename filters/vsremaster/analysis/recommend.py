@@ -91,8 +91,12 @@ def recommend(title: dict[str, Any]) -> list[dict[str, Any]]:
     if sigma >= _NOISE_SIGMA or compressed:
         noisy = sigma >= _NOISE_SIGMA
         mode = "both" if noisy and compressed else ("compression" if compressed else "noise")
-        # per plane, capped at what the model covers; codec damage alone gets sigma 0
-        planes = [sigma, *(float(_get(title, "Noise", f"sigma_{p}", sigma)) for p in "uv")]
+        # per plane, capped at what the model covers; codec damage alone gets sigma 0. No
+        # chroma measured (a greyscale source, or chroma too small to measure): one value,
+        # which denoise gives every plane the clip has.
+        chroma = [_get(title, "Noise", f"sigma_{p}") for p in "uv"]
+        planes = [sigma] if chroma == [None, None] else [
+            sigma, *(sigma if c is None else float(c) for c in chroma)]
         params = {"sigma": [round(min(s, _SIGMA_CAP), 1) if noisy else 0.0 for s in planes],
                   "mode": mode}
         add("denoise", params, f"luma noise sigma {sigma:.1f} (8-bit scale); blockiness "

@@ -132,7 +132,9 @@ def deinterlace(
     Returns:
         Progressive clip, same format and size, ``_FieldBased=0``; double rate has twice
         the frames and frame rate and half the ``_Duration``; single rate keeps both. Other
-        frame props are the source frame's; ``_Field`` is removed. A progressive clip
+        frame props are the source frame's; ``_Field`` is removed, and at double rate a
+        source frame's ``_SceneChangePrev`` stays on its first field's frame only and
+        ``_SceneChangeNext`` on its second's (the two fields of one frame are one shot). A progressive clip
         (``_FieldBased=0``, or measured progressive when the property is absent) is
         returned unchanged with a warning.
 
@@ -210,8 +212,14 @@ def deinterlace(
             out[(1 if top else 0)::2] = missing
         props = dst.props  # the canvas's: source props, durations of the output rate
         props["_FieldBased"] = 0
-        if "_Field" in props:
-            del props["_Field"]
+        # At double rate a source frame's cut flags belong to one of its two pictures: the
+        # cut before it to its first field's, the cut after it to its second field's.
+        stale = ["_Field"]
+        if rate == "double":
+            stale.append("_SceneChangeNext" if first_field else "_SceneChangePrev")
+        for key in stale:
+            if key in props:
+                del props[key]
         return dst
 
     sources = [frames, *(shifted[d] for d in order_keys)]

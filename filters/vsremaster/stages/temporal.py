@@ -45,22 +45,30 @@ def window_clips(clip: vs.VideoNode) -> list[vs.VideoNode]:
     return [shifted[d] for d in WINDOW]
 
 
-def window_order(n: int, total: int, frames: list[vs.VideoFrame]) -> list[int]:
+def window_order(n: int, total: int, frames: list[vs.VideoFrame], *,
+                 mirror: bool = False) -> list[int]:
     """Indices into ``frames`` (frame ``n`` of each :func:`window_clips` clip) of the five
     frames fed for frame ``n``, t-2 … t+2 (see :func:`window_offsets`)."""
     props = {d: frames[WINDOW.index(d)].props for d in (-1, 0, 1)}
-    return [WINDOW.index(d) for d in window_offsets(n, total, props)]
+    return [WINDOW.index(d) for d in window_offsets(n, total, props, mirror=mirror)]
 
 
-def window_offsets(n: int, total: int, props: dict[int, vs.FrameProps]) -> list[int]:
+def window_offsets(n: int, total: int, props: dict[int, vs.FrameProps], *,
+                   mirror: bool = False) -> list[int]:
     """Offsets of the five frames fed for frame ``n`` of ``total``: t-2 … t+2, with
     stand-ins for frames that are off the clip or across a scene change
     (``_SceneChangePrev`` on a frame cuts it from the one before, ``_SceneChangeNext`` from
     the one after; ``props`` holds the props of offsets -1, 0 and 1): the nearest frame on
-    the same side that is in the shot, else the current frame. (Not the frame on the other
-    side in time: two equal neighbours that differ from the current frame would make every
-    moving edge look like a single-frame spot to a descratcher, and would weigh one side
-    twice in a denoiser.)"""
+    the same side that is in the shot; with ``mirror``, when that side has none, the frame
+    as far on the other side (``t+2, t+1, t, t+1, t+2`` on the first frame of a shot); else
+    the current frame.
+
+    The descratcher does not mirror: two equal neighbours that differ from the current
+    frame would make every moving edge look like a single-frame spot. The denoiser does:
+    fed the current frame three times it barely denoises, and the first and last frame of
+    every shot came out 6-10 dB (PSNR-Y) behind the others at Gaussian σ 10-20; mirrored
+    they are 1.5-4 dB behind (two other noisy frames instead of four).
+    """
     ok = {0: True}
     for side, key in ((-1, "_SceneChangePrev"), (1, "_SceneChangeNext")):
         near = 0 <= n + side < total and not props[0].get(key, 0)
@@ -68,8 +76,9 @@ def window_offsets(n: int, total: int, props: dict[int, vs.FrameProps]) -> list[
         ok[2 * side] = near and 0 <= n + 2 * side < total and not props[side].get(key, 0)
     out = []
     for d in (-2, -1, 0, 1, 2):
-        step = 1 if d > 0 else -1
-        out.append(next(k for k in (d, d - step, 0) if ok[k]))
+        inner = d - (d > 0) + (d < 0)  # the same-side frame nearer t (0 for d = ±1, 0)
+        near = (d, inner, -d, -inner) if mirror else (d, inner)
+        out.append(next((k for k in near if k and ok[k]), 0))
     return out
 
 
