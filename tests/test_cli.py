@@ -57,7 +57,8 @@ def test_script_command_and_help(tmp_path, sample_clip):
         assert option in helped.stdout
 
 
-@pytest.mark.parametrize("case", ["corrupt", "missing-model", "bad-trim", "bad-preset"])
+@pytest.mark.parametrize("case", ["corrupt", "missing-model", "bad-trim", "bad-preset",
+                                  "crf-and-target", "floor-with-crf", "x265-crf"])
 def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case):
     out = tmp_path / "out.mkv"
     src = str(sample_clip("carphone"))
@@ -68,6 +69,10 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case)
         "missing-model": "vsremaster models fetch waifu2x-photo-x2-noise1",
         "bad-trim": "past the last frame",
         "bad-preset": "unknown preset",
+        # options the chosen rate control would ignore, refused before the analysis
+        "crf-and-target": "exclude each other",
+        "floor-with-crf": "needs --target-vmaf",
+        "x265-crf": "--crf is set by vsremaster",
     }[case]
     if case == "corrupt":
         bad = tmp_path / "corrupt.mkv"
@@ -78,8 +83,12 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case)
         args += ["--preset", "fast"]
     elif case == "bad-trim":
         args += ["--trim", "0:500"]
-    else:
+    elif case == "bad-preset":
         args += ["--preset", "ultra"]
+    else:
+        args += {"crf-and-target": ["--crf", "20", "--target-vmaf", "93"],
+                 "floor-with-crf": ["--crf", "20", "--min-vmaf-percentile", "90"],
+                 "x265-crf": ["--x265-params", "--crf 40"]}[case]
     proc = run(*args, env=env)
     assert proc.returncode != 0
     assert expect in proc.stderr.replace("\n", " ")

@@ -66,9 +66,18 @@ def test_low_percentile_floor_lowers_the_crf_when_it_binds():
     assert with_floor == (pytest.approx(18.0), "low")
 
 
-def test_unreachable_target_is_clamped_and_reported():
+def test_unreachable_target_is_clamped_and_reported(caplog):
+    from vsremaster.encode.probes import _warn_unreachable
+
     probes = [linear(10, slope=3), linear(14, slope=3)]  # 100 at CRF 10, 88 at 14
-    assert choose_crf(probes, TargetQuality(vmaf=100.5 - 1, min_crf=12)) == (12.0, "min-crf")
+    hard = TargetQuality(vmaf=100.5 - 1, min_crf=12)
+    assert choose_crf(probes, hard) == (12.0, "min-crf")
+    scene = Scene(index=3, start=0, end=50, probes=probes, crf=12.0, limited_by="min-crf",
+                  predicted_mean=predict(probes, 12.0))
+    _warn_unreachable([scene, Scene(index=4, start=50, end=90, crf=20.0, limited_by="mean",
+                                    predicted_mean=99.6)], hard)
+    assert "1 of 2 scenes cannot reach VMAF 99.5" in caplog.text
+    assert "scene 3: CRF 12, predicted 94.0" in caplog.text
     easy = [linear(36, slope=0.1), linear(40, slope=0.1)]
     assert choose_crf(easy, TargetQuality(vmaf=90)) == (40.0, "max-crf")
     assert next_crf(easy, TargetQuality(vmaf=90), 24) is None
@@ -195,6 +204,12 @@ def test_bad_target_settings_are_refused_before_anything_runs(tmp_path):
             encode(script, tmp_path / "o.mkv", target=bad, progress=False)
     with pytest.raises(InputError, match="chunks"):
         encode(script, tmp_path / "o.mkv", chunks=-1, progress=False)
+    # x265 options that would override the rate control or the pipeline's own files
+    for params, name in [("--crf 40", "crf"), ("zones=0,10,b=2", "zones"),
+                         ("--aq-mode 3 --bitrate 900", "bitrate"), ("--preset fast", "preset")]:
+        with pytest.raises(InputError, match=f"--{name} is set by vsremaster"):
+            encode(script, tmp_path / "o.mkv", target=TargetQuality(), x265_params=params,
+                   progress=False)
 
 
 # --------------------------------------------------------------------------- real encodes

@@ -375,6 +375,7 @@ EncoderOpt = Annotated[str, typer.Option(help="auto (x265 CLI if on PATH, else F
 ParamsOpt = Annotated[str, typer.Option("--x265-params", help="Extra x265 options, e.g. '--tune grain --no-sao'; they override --x265-defaults.")]
 DefaultsOpt = Annotated[str, typer.Option("--x265-defaults", help="x265 parameter set for restored footage: restored (no SAO, aq-mode 3, psy-rd 2, deblock -1), grain, animation, or x265 (none). See the README's table.")]
 AudioOpt = Annotated[Optional[str], typer.Option(help="auto (the script's source), none, or a file to take audio from.")]
+_REMASTER_VMAF = 95.0  # remaster without --crf or --target-vmaf
 MinLowOpt = Annotated[Optional[float], typer.Option("--min-vmaf-percentile", help="Also keep every scene's low-percentile VMAF (see --percentile) at or above this.")]
 PercentileOpt = Annotated[float, typer.Option(help="Which low percentile of per-frame VMAF is reported and held by --min-vmaf-percentile.")]
 ChunksOpt = Annotated[int, typer.Option(help="0: one x265 pass with per-scene zones; N: scene chunks, N encoded at once (resumable chunk by chunk).")]
@@ -391,16 +392,24 @@ def _audio(value: str | None):
     return None if value == "none" else Path(value)
 
 
-def _target(vmaf: float | None, min_low: float | None, percentile: float, probe_share: float,
-            verify: bool, balance: bool):
+def _rate(crf: float | None, vmaf: float | None, default_vmaf: float | None,
+          min_low: float | None, percentile: float, probe_share: float, verify: bool,
+          balance: bool):
+    """``(crf, target)``: a fixed CRF (``target`` None) or target quality, refusing options
+    that the chosen one would ignore."""
     from .encode import TargetQuality
+    from .encode.pipeline import DEFAULT_CRF
 
+    if crf is not None and vmaf is not None:
+        raise typer.BadParameter("--crf (a fixed CRF) and --target-vmaf exclude each other")
+    if crf is None:
+        vmaf = default_vmaf if vmaf is None else vmaf
     if vmaf is None:
         if min_low is not None:
-            raise typer.BadParameter("--min-vmaf-percentile needs --target-vmaf")
-        return None
-    return TargetQuality(vmaf=vmaf, min_low=min_low, percentile=percentile,
-                         probe_share=probe_share, verify=verify, balance=balance)
+            raise typer.BadParameter("--min-vmaf-percentile needs --target-vmaf, not --crf")
+        return (DEFAULT_CRF if crf is None else crf), None
+    return DEFAULT_CRF, TargetQuality(vmaf=vmaf, min_low=min_low, percentile=percentile,
+                                     probe_share=probe_share, verify=verify, balance=balance)
 
 
 def _encode(script_path: Path, output: Path, **kwargs) -> None:
@@ -435,9 +444,9 @@ def encode_cmd(
     target_vmaf: Annotated[Optional[float], typer.Option(help="Mean VMAF to reach (e.g. 95), measured against the script's frames, with a CRF per scene. Without it: fixed --crf.")] = None,
     min_vmaf_percentile: MinLowOpt = None,
     percentile: PercentileOpt = 1.0,
-    crf: Annotated[float, typer.Option(help="x265 constant rate factor when no --target-vmaf (lower = better, bigger).")] = 18.0,
+    crf: Annotated[Optional[float], typer.Option(help="Fixed x265 constant rate factor, when no --target-vmaf (lower = better, bigger; default 18).")] = None,
     chunks: ChunksOpt = 0,
-    chunk_seconds: Annotated[float, typer.Option(help="Minimum chunk length in seconds with --chunks (consecutive scenes are grouped).")] = 10.0,
+    chunk_seconds: Annotated[Optional[float], typer.Option(help="Minimum chunk length in seconds with --chunks (consecutive scenes are grouped; default 10).")] = None,
     scenes: ScenesOpt = None,
     preset: Annotated[str, typer.Option(help="x265 preset (ultrafast ... placebo).")] = "slow",
     x265_defaults: DefaultsOpt = "restored",
@@ -458,12 +467,16 @@ def encode_cmd(
     (or --chunks); OUT.encode.json logs every decision. Such an encode is resumable: rerun
     the same command after a failure or Ctrl-C.
     """
+    crf, target = _rate(crf, target_vmaf, None, min_vmaf_percentile, percentile, probe_share,
+                        verify, balance)
+    if chunks == 0 and chunk_seconds is not None:
+        raise typer.BadParameter("--chunk-seconds sizes the chunks of --chunks N")
+    if chunks == 0 and target is None and scenes is not None:
+        raise typer.BadParameter("--scenes cuts the title for --target-vmaf or --chunks N")
     _encode(script_path, output, crf=crf, preset=preset, x265_params=x265_params,
             defaults=x265_defaults, encoder=encoder, depth=depth, audio=_audio(audio),
-            progress=progress, chunks=chunks, chunk_seconds=chunk_seconds, scenes=scenes,
-            fresh=fresh,
-            target=_target(target_vmaf, min_vmaf_percentile, percentile, probe_share, verify,
-                           balance))
+            progress=progress, chunks=chunks, scenes=scenes, fresh=fresh, target=target,
+            **({} if chunk_seconds is None else {"chunk_seconds": chunk_seconds}))
 
 
 # ---------------------------------------------------------------- remaster
@@ -485,7 +498,7 @@ def remaster(
     field_order: FieldOrderOpt = "auto",
     faces: FacesOpt = "auto",
     face_detector: FaceDetectorOpt = "blazeface-back-256",
-    target_vmaf: Annotated[float, typer.Option(help="Mean VMAF to reach against the restored frames, with a CRF per scene.")] = 95.0,
+    target_vmaf: Annotated[Optional[float], typer.Option(help="Mean VMAF to reach against the restored frames, with a CRF per scene (default 95).")] = None,
     min_vmaf_percentile: MinLowOpt = None,
     percentile: PercentileOpt = 1.0,
     crf: Annotated[Optional[float], typer.Option(help="Encode at this fixed x265 CRF instead of --target-vmaf.")] = None,
@@ -508,14 +521,17 @@ def remaster(
     OUTPUT.encode.json; a rerun resumes) unless --crf asks for a fixed CRF.
     """
     start = time.perf_counter()
+    from .encode.x265 import check_settings
+
+    crf, target = _rate(crf, target_vmaf, _REMASTER_VMAF, min_vmaf_percentile, percentile,
+                        probe_share, verify, balance)
+    check_settings(x265_preset, x265_defaults, 10, x265_params)  # before the analysis
     vpy = _write_script(source, output.with_suffix(".vpy"), preset=preset, model=model,
                         width=width, height=height, trim=trim, backend=backend, tile=tile,
                         num_streams=num_streams, analysis=analysis, report_path=report,
                         every=every, field_order=field_order, progress=progress, faces=faces,
                         face_detector=face_detector)
-    target = None if crf is not None else _target(target_vmaf, min_vmaf_percentile, percentile,
-                                                  probe_share, verify, balance)
-    _encode(vpy, output, crf=crf if crf is not None else 18.0, preset=x265_preset,
+    _encode(vpy, output, crf=crf, preset=x265_preset,
             x265_params=x265_params, defaults=x265_defaults, encoder=encoder,
             audio=_audio(audio), progress=progress, target=target, chunks=chunks, fresh=fresh)
     err.print(f"total {time.perf_counter() - start:.1f} s")

@@ -385,11 +385,15 @@ def _remove(path: Path) -> None:
 # --------------------------------------------------------------------------- encode
 
 
+DEFAULT_CRF = 18.0
+"""The fixed CRF of an encode that names neither a CRF nor a target quality."""
+
+
 def encode(
     script: Path,
     output: Path,
     *,
-    crf: float = 18,
+    crf: float = DEFAULT_CRF,
     preset: str = "slow",
     x265_params: str = "",
     defaults: str = "restored",

@@ -165,6 +165,7 @@ def probe_scenes(
     if not todo:
         if target.balance:
             balance(scenes, target)  # deterministic: same answer as the run that probed
+        _warn_unreachable(scenes, target)
         return 0.0
     fps = float(video.info.fps)
     total = 3 * _sample_frames(todo)  # rendering and two rounds; grows with a round more
@@ -201,7 +202,23 @@ def probe_scenes(
     if target.balance:
         balance(scenes, target)
         save()
+    _warn_unreachable(scenes, target)
     return time.monotonic() - started
+
+
+def _warn_unreachable(scenes: Sequence[Scene], target: TargetQuality) -> None:
+    """Warn about scenes held at the lowest CRF the search allows (``min_crf``, or as far
+    below its probes as it extrapolates) that are still predicted below the target."""
+    short = [s for s in scenes if s.limited_by == "min-crf" and s.predicted_mean is not None
+             and s.predicted_mean < target.vmaf]
+    if short:
+        log.warning(
+            "%d of %d scenes cannot reach VMAF %g at the lowest CRF searched (%s); the "
+            "title falls short there: a lower --target-vmaf avoids oversized scenes",
+            len(short), len(scenes), target.vmaf,
+            ", ".join(f"scene {s.index}: CRF {s.crf:g}, predicted {s.predicted_mean:.1f}"
+                      for s in short[:4]) + (" …" if len(short) > 4 else ""),
+        )  # fmt: skip
 
 
 def _decide(scene: Scene, target: TargetQuality) -> None:

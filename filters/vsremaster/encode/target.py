@@ -25,8 +25,11 @@ the script's own frames):
 
 The per-scene search is that of ab-av1's ``crf-search`` and Av1an's ``--target-quality``.
 The CRFs become x265 zones (:func:`zones_arg`); a ``b=`` (bitrate factor) zone of
-``2 ** ((base - crf) / 6)`` in a CRF encode gives exactly the frames of an encode at ``crf``
-(x265 3.5 ignores ``--crf`` in ``--zonefile``).
+``2 ** ((base - crf) / 6)`` in a CRF encode gives the frames of an encode at ``crf`` when the
+zone covers the whole stream (x265 3.5 ignores ``--crf`` in ``--zonefile``); after a zone
+boundary x265 takes up to one mini-GOP (about 4 frames at preset slow) to move its QP to the
+new zone's (per-frame QPs of x265's ``--csv``, CRF 24 → a zone of CRF 36 from frame 50:
+frame 51 still at the old QP, 52-54 in between).
 """
 
 from __future__ import annotations

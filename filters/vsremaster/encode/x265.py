@@ -274,8 +274,27 @@ def ffmpeg_colour_args(info: ScriptInfo) -> list[str]:
     return args
 
 
+# x265 options vsremaster sets itself, and what to use instead. Passed in x265_params they
+# would silently override the rate control (a CRF after ours wins over the per-scene zones)
+# or the files the pipeline reads back.
+_OWNED_OPTIONS = {
+    "crf": "--crf for a fixed CRF, or --target-vmaf",
+    "qp": "--crf for a fixed CRF, or --target-vmaf",
+    "bitrate": "--crf or --target-vmaf (vsremaster encodes at constant quality)",
+    "pass": "--crf or --target-vmaf (vsremaster encodes in one pass)",
+    "zones": "--target-vmaf, which writes the zones",
+    "zonefile": "--target-vmaf, which writes the zones",
+    "preset": "--preset",
+    "output-depth": "--depth",
+    "input": "the script argument", "output": "-o", "y4m": "nothing (always y4m)",
+    "seek": "nothing (set per chunk)", "frames": "nothing (set per chunk)",
+    "csv": "nothing (vsremaster reads its own)", "csv-log-level": "nothing",
+}
+
+
 def check_settings(preset: str, defaults: str, depth: int, x265_params: str) -> None:
-    """InputError for an unknown preset or parameter set, a bad depth or bad option syntax."""
+    """InputError for an unknown preset or parameter set, a bad depth, bad option syntax or
+    an option vsremaster sets itself (``--crf``, ``--zones``, ``--preset`` …)."""
     if preset not in X265_PRESETS:
         raise InputError(f"preset must be one of {', '.join(X265_PRESETS)}; got {preset!r}.")
     if defaults not in X265_DEFAULTS:
@@ -284,7 +303,12 @@ def check_settings(preset: str, defaults: str, depth: int, x265_params: str) -> 
         )
     if depth not in (8, 10, 12):
         raise InputError(f"depth must be 8, 10 or 12; got {depth}.")
-    parse_x265_params(x265_params)
+    for name, _ in parse_x265_params(x265_params):
+        if name in _OWNED_OPTIONS:
+            raise InputError(
+                f"x265_params: --{name} is set by vsremaster; use {_OWNED_OPTIONS[name]}, and "
+                "leave it out of the x265 options."
+            )
 
 
 @dataclass(frozen=True)
