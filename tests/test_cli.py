@@ -46,6 +46,32 @@ def test_remaster_writes_script_and_a_playable_hevc_of_the_real_clip(tmp_path, s
     assert scene["measured_mean"] is not None and scene["bits"] > 0
 
 
+def test_a_rerun_reuses_the_analysis_of_the_same_source_file(tmp_path, sample_clip):
+    """A rerun (after a failed or interrupted remaster, or for another preset) does not
+    analyse again what it analysed already; a changed file or setting, or --fresh, does."""
+    import shutil
+
+    src = tmp_path / "car.mp4"
+    shutil.copy(sample_clip("carphone"), src)
+    args = ["script", str(src), "-o", str(tmp_path / "car.vpy"), "--trim", "0:20",
+            "--every", "4", "--no-progress"]
+    report = tmp_path / "car.analysis" / "report.json"
+    assert run(*args).returncode == 0
+    made, text = report.stat().st_mtime_ns, (tmp_path / "car.vpy").read_text()
+    again = run(*args)
+    assert again.returncode == 0, again.stderr
+    assert "analysis: reusing" in again.stderr
+    assert report.stat().st_mtime_ns == made and (tmp_path / "car.vpy").read_text() == text
+    changed = [args[:-3] + ["--every", "5", "--no-progress"], [*args, "--fresh"]]
+    for other in changed:
+        proc = run(*other)
+        assert proc.returncode == 0 and "reusing" not in proc.stderr, other
+    stat = src.stat()  # the same name, other bytes: touched, as a re-capture would be
+    os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    proc = run(*args)
+    assert proc.returncode == 0 and "reusing" not in proc.stderr
+
+
 def test_script_command_and_help(tmp_path, sample_clip):
     proc = run("script", str(sample_clip("carphone")), "--preset", "anime", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

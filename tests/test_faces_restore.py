@@ -339,6 +339,12 @@ def test_interlaced_sources_get_the_face_path_on_the_bobbed_frames(private_model
     assert data["clip"]["num_frames"] == 48 and data["source"]["bob"] == "tff"
     assert len(data["tracks"]) == 1 and data["tracks"][0]["end"] == 48
     with_faces = script_luma(vpy, 31)  # an odd frame: the bottom field's picture
+    # a rerun keeps the tracks of the same source file, field order and detector
+    made = vpy.with_suffix(".faces.json").stat().st_mtime_ns
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "faces: reusing" in again.output
+    assert vpy.with_suffix(".faces.json").stat().st_mtime_ns == made
+    assert "faces: reusing" not in CliRunner().invoke(app, [*args, "--fresh"]).output
     assert CliRunner().invoke(app, [*args, "--faces", "off"]).exit_code == 0
     plain = script_luma(vpy, 31)
     x0, y0, x1, y1 = (int(v * 2) for v in data["tracks"][0]["boxes"][31])

@@ -85,6 +85,12 @@ class SourceInfo:
     field_based: int
     sar: Fraction
 
+    def stamp(self) -> dict[str, int]:
+        """Size and modification time of the file now: a pass over the source recorded with
+        the same stamp (analysis report, face sidecar) was made from the same bytes."""
+        stat = self.path.stat()
+        return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
     def describe(self) -> str:
         order = {0: "progressive", 1: "interlaced BFF", 2: "interlaced TFF"}.get(
             self.field_based, f"_FieldBased={self.field_based}"

@@ -214,6 +214,26 @@ def _run_analysis(source: SourceInfo, out_dir: Path, *, every: int,
     return report
 
 
+def _earlier_analysis(path: Path, info, span, every: int) -> dict | None:
+    """The report at ``path`` when this release made it from the same source file (path,
+    size, modification time), span and ``every``; else None (then it is analysed again)."""
+    from . import __version__
+    from .analysis.report import read_report
+
+    try:
+        report = read_report(path)
+        first, end = span if span else (0, info.num_frames)
+        same = (report["generator"] == f"vsremaster {__version__}"
+                and report["source"]["path"] == str(info.path)
+                and report["source"].get("file") == info.stamp()
+                and report["settings"]["every"] == every
+                and report["clip"]["first_source_frame"] == first
+                and report["clip"]["num_frames"] == end - first)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return report if same else None
+
+
 def _track_source(info, span, det, sidecar: Path, *, progress: bool, cuts=None,
                   tracking=None, field_order: str = "progressive"):
     """The face pass over SOURCE (trimmed to ``span``; ``cuts`` in source frames, None =
@@ -237,17 +257,42 @@ def _track_source(info, span, det, sidecar: Path, *, progress: bool, cuts=None,
         cuts = [2 * c for c in cuts] if cuts else cuts
     scan = _with_progress("faces", progress, lambda update: scan_faces(
         clip, det, cuts=cuts, tracking=tracking, progress=update))
-    scan.source = {"path": str(info.path), "trim": list(span) if span else None,
-                   "bob": field_order if bob else None}
+    scan.source = _scan_source(info, span, det, field_order)
     write_sidecar(scan, sidecar)
     return scan
 
 
+def _scan_source(info, span, det, field_order: str) -> dict:
+    """What a face pass was made from (the sidecar's ``source``): the file, its span, the
+    bob, the detector and this release; the same record means the same tracks."""
+    from . import __version__
+
+    return {"path": str(info.path), "trim": list(span) if span else None,
+            "bob": field_order if field_order in ("tff", "bff") else None,
+            "file": info.stamp(), "detector": str(det.model), "vsremaster": __version__}
+
+
+def _earlier_scan(sidecar: Path, source: dict):
+    """The face scan in ``sidecar`` when its source record is ``source``; else None."""
+    from .errors import InputError
+    from .faces.scan import read_sidecar
+
+    if not sidecar.is_file():
+        return None
+    try:
+        scan = read_sidecar(sidecar)
+    except InputError:
+        return None
+    return scan if scan.source == source else None
+
+
 def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str, progress: bool,
-               detector: str = "blazeface-back-256",
-               field_order: str = "progressive") -> tuple[str | None, str]:
+               detector: str = "blazeface-back-256", field_order: str = "progressive",
+               fresh: bool = False) -> tuple[str | None, str]:
     """Track faces when a face model is to be used: ``(model or None, note for the script)``;
-    ``field_order`` tff/bff when the script bobs the source (see :func:`_track_source`)."""
+    ``field_order`` tff/bff when the script bobs the source (see :func:`_track_source`). A
+    sidecar made from the same source record (:func:`_scan_source`) is reused unless
+    ``fresh``."""
     from .chain import stage_backend
     from .errors import ModelMissingError
     from .faces.detect import FaceDetector
@@ -264,7 +309,13 @@ def _face_pass(info, span, sidecar: Path, faces: str, *, backend: str, progress:
         if faces != "auto":
             raise
         return None, f"Faces: not restored: {exc}"
-    scan = _track_source(info, span, det, sidecar, progress=progress, field_order=field_order)
+    scan = None if fresh else _earlier_scan(sidecar, _scan_source(info, span, det, field_order))
+    if scan is not None:
+        err.print(f"faces: reusing {sidecar} (same source file, span, bob and detector; "
+                  "--fresh tracks again)")
+    else:
+        scan = _track_source(info, span, det, sidecar, progress=progress,
+                             field_order=field_order)
     if not scan.tracks:
         return None, (f"Faces: none found in {scan.num_frames} frames by the face pass "
                       f"({sidecar.name}); no face restoration.")
@@ -279,7 +330,7 @@ def _write_script(
     height: int | None, trim: str | None, backend: str, tile: int | None, num_streams: int | None,
     analysis: bool = True, report_path: Path | None = None, every: int = 10,
     field_order: str = "auto", progress: bool = True, faces: str = "auto",
-    face_detector: str = "blazeface-back-256",
+    face_detector: str = "blazeface-back-256", fresh: bool = False,
 ) -> Path:
     from .analysis.report import read_report
     from .chain import face_step, plan_chain, probe_source
@@ -291,8 +342,13 @@ def _write_script(
     report = None
     if report_path is None and analysis:
         report_path = out.with_suffix(".analysis") / "report.json"
-        report = _run_analysis(info, report_path.parent, every=every, trim=span,
-                               progress=progress)
+        report = None if fresh else _earlier_analysis(report_path, info, span, every)
+        if report is not None:
+            err.print(f"analysis: reusing {report_path} (same source file, span and --every; "
+                      "--fresh analyses again)")
+        else:
+            report = _run_analysis(info, report_path.parent, every=every, trim=span,
+                                   progress=progress)
     elif report_path is not None:
         report = read_report(report_path)
     chain = plan_chain(info, report=report, preset=preset, model=model, width=width,
@@ -301,7 +357,7 @@ def _write_script(
     deint = next((step.kwargs for step in chain.steps if step.function == "deinterlace"), None)
     face_model, face_note = _face_pass(
         info, span, out.with_suffix(".faces.json"), faces, backend=backend, progress=progress,
-        detector=face_detector,
+        detector=face_detector, fresh=fresh,
         field_order="progressive" if deint is None else "tff" if deint["tff"] else "bff")
     chain.notes.append(face_note)
     if face_model:
@@ -355,19 +411,21 @@ def script(
     field_order: FieldOrderOpt = "auto",
     faces: FacesOpt = "auto",
     face_detector: FaceDetectorOpt = "blazeface-back-256",
+    fresh: FreshOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
     """Write a restoration .vpy for SOURCE (preview with vspreview, encode with `encode`).
 
     The source is analysed first (report in SCRIPT.analysis/) and the measurements choose the
-    chain; --report reuses an earlier report, --no-analysis skips it.
+    chain; --report reuses an earlier report, --no-analysis skips it. A rerun reuses the
+    analysis and the face tracks it made when the source file, span and settings are the
+    same (--fresh redoes them).
     """
     out = output or Path.cwd() / (source.stem + ".vpy")
     _write_script(source, out, preset=preset, model=model, width=width, height=height,
                   trim=trim, backend=backend, tile=tile, num_streams=num_streams,
                   analysis=analysis, report_path=report, every=every, field_order=field_order,
-                  progress=progress, faces=faces,
-                  face_detector=face_detector)
+                  progress=progress, faces=faces, face_detector=face_detector, fresh=fresh)
 
 
 # ---------------------------------------------------------------- encode
@@ -380,7 +438,7 @@ MinLowOpt = Annotated[Optional[float], typer.Option("--min-vmaf-percentile", hel
 PercentileOpt = Annotated[float, typer.Option(help="Which low percentile of per-frame VMAF is reported and held by --min-vmaf-percentile.")]
 ChunksOpt = Annotated[int, typer.Option(help="0: one x265 pass with per-scene zones; N: scene chunks, N encoded at once (resumable chunk by chunk).")]
 ScenesOpt = Annotated[Optional[str], typer.Option(help="Scene cuts: a report.json or a file of frame numbers, or 'none'; default: the script's analysis report, else found in the script's frames.")]
-FreshOpt = Annotated[bool, typer.Option("--fresh", help="Discard what an interrupted run left (by default a rerun resumes).")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Start over: redo the analysis and face tracks an earlier run made and discard what an interrupted encode left (by default a rerun reuses what still matches the source and settings).")]
 VerifyOpt = Annotated[bool, typer.Option("--verify/--no-verify", help="After encoding, score the probed frames of the finished file and log the measured VMAF.")]
 ProbeShareOpt = Annotated[float, typer.Option(help="Share of each scene's frames used for probes (0.02-1; at least one 12-frame segment per scene).")]
 BalanceOpt = Annotated[bool, typer.Option("--balance/--per-scene", help="balance (default): the title's mean VMAF on target, scenes with worse low-percentile VMAF get lower CRFs (half way to equal lows); per-scene: every scene's own mean on target.")]
@@ -518,7 +576,9 @@ def remaster(
 
     Writes OUTPUT.analysis/ (report.json, report.html) and OUTPUT.vpy beside OUTPUT. The
     encode aims each scene at --target-vmaf (cut at the analysis' scene cuts; decisions in
-    OUTPUT.encode.json; a rerun resumes) unless --crf asks for a fixed CRF.
+    OUTPUT.encode.json) unless --crf asks for a fixed CRF. A rerun after a failure or Ctrl-C
+    reuses the analysis and face tracks (same source file, span and settings) and resumes
+    the encode; --fresh starts over.
     """
     start = time.perf_counter()
     from .encode.x265 import check_settings
@@ -530,7 +590,7 @@ def remaster(
                         width=width, height=height, trim=trim, backend=backend, tile=tile,
                         num_streams=num_streams, analysis=analysis, report_path=report,
                         every=every, field_order=field_order, progress=progress, faces=faces,
-                        face_detector=face_detector)
+                        face_detector=face_detector, fresh=fresh)
     _encode(vpy, output, crf=crf, preset=x265_preset,
             x265_params=x265_params, defaults=x265_defaults, encoder=encoder,
             audio=_audio(audio), progress=progress, target=target, chunks=chunks, fresh=fresh)

@@ -236,5 +236,6 @@ def analyze_source(
         clip = clip[trim[0] : trim[1]]
     analysis = analyze(clip, every=every, first_frame=first, progress=progress)
     recommendation = recommend(analysis.title)
-    source = {"path": str(info.path), "name": info.path.name, "description": info.describe()}
+    source = {"path": str(info.path), "name": info.path.name, "description": info.describe(),
+              "file": info.stamp()}
     return write_report(analysis, clip, out_dir, source=source, recommendation=recommendation)
