@@ -227,3 +227,27 @@ def test_real_model_upscale_is_faithful_to_the_source(sample_clip, model):
         return float(np.abs(np.diff(y, axis=1)).mean() + np.abs(np.diff(y, axis=0)).mean())
 
     assert sharpness(planes(up.get_frame(0))[0]) > 1.2 * sharpness(planes(bicubic.get_frame(0))[0])
+
+
+def test_a_4k_output_is_tiled_to_the_memory_budget(caplog, model, monkeypatch):
+    """960x540 -> 3840x2160 with the RRDB model: ncnn needs about 51 kB of working memory
+    per input pixel (twice ONNX Runtime), about 25 GiB for the whole frame; the planner
+    tiles it to the CPU budget, and plans tiles for ONNX Runtime from its own figure."""
+    import re
+
+    from vsremaster.runtime.memory import CPU_STAGE_BUDGET
+
+    monkeypatch.delenv("VSREMASTER_MEMORY_BUDGET", raising=False)
+    caplog.set_level("INFO", logger="vsremaster")
+    model("realesrgan-x4plus")
+    spec = load_manifest()["realesrgan-x4plus"]
+    clip = core.std.BlankClip(width=960, height=540, format=vs.RGBS, length=1)
+    areas = {}
+    for backend, per_pixel in (("ncnn", spec.bytes_per_pixel_ncnn), ("cpu", spec.bytes_per_pixel)):
+        caplog.clear()
+        vsr.upscale(clip, model="realesrgan-x4plus", backend=backend)  # planned, not run
+        found = re.search(r"split into (\d+)x(\d+) tiles", caplog.text)
+        assert found, backend
+        areas[backend] = int(found[1]) * int(found[2])
+        assert areas[backend] * per_pixel <= CPU_STAGE_BUDGET
+    assert areas["cpu"] > 1.5 * areas["ncnn"]

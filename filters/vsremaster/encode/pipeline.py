@@ -129,7 +129,9 @@ class EncodeResult:
         scenes: Scene-based encodes: every scene with its CRF, probes, predicted and
             measured VMAF and bits (see :class:`~vsremaster.encode.target.Scene`).
         log: Scene-based encodes: the JSON log of the decisions (``OUT.encode.json``).
-        timing: Seconds per phase (``probe_s``, ``encode_s``, ``verify_s``).
+        timing: Seconds per phase (``scenes_s``: finding the scenes, which renders the
+            script once when neither an analysis report nor ``scenes`` names the cuts;
+            ``probe_s``, ``encode_s``, ``verify_s``).
     """
 
     output: Path
@@ -570,7 +572,9 @@ def encode(
         with sigterm_as_interrupt():
             audio_file = _extract_audio(run, ffmpeg, plan) if plan else None
             if work is not None:
+                t0 = time.monotonic()
                 title = _title_scenes(run, work, info, target, scenes, crf, progress)
+                timing["scenes_s"] = time.monotonic() - t0  # a render when no cuts are named
                 if target is not None:
                     timing["probe_s"] = probe_scenes(run, video, title, target,
                                                      save=lambda: _save_scenes(work, title),

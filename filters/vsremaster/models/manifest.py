@@ -90,8 +90,11 @@ class ModelSpec:
         overlap: default tile overlap, input pixels, when a frame is split into tiles.
         temporal_window: number of frames the model sees (1 = spatial model).
         fp16: whether the model may run in half precision on GPUs.
-        bytes_per_pixel: measured peak ONNX Runtime (CPU) working memory per input pixel;
-            used to pick a tile size from free memory.
+        bytes_per_pixel: measured ONNX Runtime (CPU) inference working memory per input
+            pixel; used to pick a tile size from the memory budget.
+        bytes_per_pixel_ncnn: the same on ncnn (the original ncnn files; 1.5-2x ONNX
+            Runtime's); 0: unmeasured, ``bytes_per_pixel`` stands in. Both measured by
+            ``benchmarks/memory.py --bytes-per-pixel``.
         licence: licence of the weights.
         tolerance: max abs error allowed between our ONNX and the original runtime.
         package: key of the :class:`PackageSource` carrying the weights.
@@ -144,6 +147,12 @@ class ModelSpec:
     shipped: str = ""
     family: str = ""
     input_size: int = 0
+    bytes_per_pixel_ncnn: int = 0
+
+    def working_bytes_per_pixel(self, ncnn: bool) -> int:
+        """Inference working memory per input pixel on ncnn (``ncnn``) or ONNX Runtime."""
+        return (self.bytes_per_pixel_ncnn or self.bytes_per_pixel) if ncnn else \
+            self.bytes_per_pixel
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +224,7 @@ def _parse(path: Path) -> Manifest:
                 temporal_window=int(m.get("temporal_window", 1)),
                 fp16=bool(m.get("fp16", False)),
                 bytes_per_pixel=int(m.get("bytes_per_pixel", 0)),
+                bytes_per_pixel_ncnn=int(m.get("bytes_per_pixel_ncnn", 0)),
                 licence=m["licence"],
                 tolerance=float(m.get("tolerance", 1e-4)),
                 package=source.get("package", ""),

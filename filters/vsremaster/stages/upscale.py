@@ -111,13 +111,14 @@ def upscale(
     if isinstance(tile, int):
         tile = (tile, tile)
     if tile is None:
+        on_ncnn = effective is Backend.NCNN and config.ncnn is not None
         tile = auto_tile(
-            clip.width, clip.height, bytes_per_pixel=spec.bytes_per_pixel,
+            clip.width, clip.height, bytes_per_pixel=spec.working_bytes_per_pixel(on_ncnn),
             budget=session_budget(effective, streams), multiple=spec.multiple,
         )
         if tile is not None:
             log.info(f"upscale: {clip.width}x{clip.height} split into {tile[0]}x{tile[1]} tiles "
-                     "to fit free memory")
+                     "to fit the memory budget")
     plan = plan_tiles(
         clip.width, clip.height, tile=tile,
         overlap=spec.overlap if overlap is None else overlap, multiple=spec.multiple,
