@@ -14,7 +14,9 @@ frames, degraded four ways:
 
 Both encodes are decoded back to 8-bit 4:2:0 frames in display order (checked frame-exact by
 their PSNR). Every method restores the degraded clip and is scored against the clean frames,
-the first and last two skipped: PSNR-Y, SSIM-Y (Gaussian 11×11, σ 1.5), VMAF (libvmaf
+the first and last two skipped: PSNR-Y, **ends PSNR-Y** (the first and the last frame alone,
+which temporal methods see with neighbours on one side only, as the first and last frame of
+every shot), SSIM-Y (Gaussian 11×11, σ 1.5), VMAF (libvmaf
 ``vmaf_v0.6.1`` through ``vsremaster.encode.vmaf``), the PSNR-Y gain over the degraded input
 and **flicker**: the mean luma |frame t − frame t−1| of the output divided by the clean
 clip's (1.00: the clean clip's temporal activity; residual noise or added flicker raise it).
@@ -193,6 +195,13 @@ def psnr_y(got, want) -> float:
     return float(np.mean([10 * np.log10(255**2 / max(m, 1e-10)) for m in mse]))
 
 
+def psnr_ends(got, want) -> float:
+    """Mean PSNR-Y (dB) of the first and the last frame: what a shot's first and last frames
+    get from a temporal method, with neighbours on one side only."""
+    mse = [np.mean((got[i][0].astype(np.float64) - want[i][0]) ** 2) for i in (0, -1)]
+    return float(np.mean([10 * np.log10(255**2 / max(m, 1e-10)) for m in mse]))
+
+
 def ssim_y(got, want) -> float:
     return float(np.mean([ssim(got[i][0], want[i][0]) for i in range(SKIP, len(want) - SKIP)]))
 
@@ -319,14 +328,15 @@ def main() -> int:
                 fns = todo["noise" if sigma else "compression"]
                 for name, fn in [("degraded input", None), *fns.items()]:
                     out = got if fn is None else render(fn(bad, sigma))[0]
-                    r = {"psnr": psnr_y(out, want), "ssim": ssim_y(out, want),
+                    r = {"psnr": psnr_y(out, want), "ends": psnr_ends(out, want),
+                         "ssim": ssim_y(out, want),
                          "vmaf": np.nan if ref is None else vmaf(out, ref, tmp),
                          "flicker": activity(out) / truth}
                     r["gain"] = r["psnr"] - base
                     res.setdefault(case, {}).setdefault(name, []).append(r)
                     shown = label if name == "degraded input" else name
                     rows.append(f"| {clip_name} | {case} | {shown} | {r['psnr']:.2f} | "
-                                f"{r['ssim']:.4f} | {num(r['vmaf'])} | {r['gain']:+.2f} | "
+                                f"{r['ends']:.2f} | {r['ssim']:.4f} | {num(r['vmaf'])} | {r['gain']:+.2f} | "
                                 f"{r['flicker']:.2f} |")
                     print(rows[-1], flush=True)
     elapsed = time.perf_counter() - start
@@ -338,17 +348,19 @@ def main() -> int:
         for g, fns in todo.items() for n, fn in fns.items()}
 
     bm = "BM3D (basic+final)"
-    table = ["| clip | case | method | PSNR-Y dB | SSIM-Y | VMAF | gain dB | flicker ×truth |",
-             "|---|---|---|---|---|---|---|---|", *rows, "",
-             "| case | method | mean PSNR-Y | mean SSIM-Y | mean VMAF | mean gain | worst-clip"
-             + " vs BM3D | max flicker |", "|---|---|---|---|---|---|---|---|"]
+    table = ["| clip | case | method | PSNR-Y dB | ends PSNR-Y dB | SSIM-Y | VMAF | gain dB | "
+             "flicker ×truth |", "|---|---|---|---|---|---|---|---|---|", *rows, "",
+             "| case | method | mean PSNR-Y | mean ends PSNR-Y | mean SSIM-Y | mean VMAF | "
+             "mean gain | worst-clip vs BM3D | max flicker |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for case, per in res.items():
         for name, rs in per.items():
             vs_bm = (min(a["psnr"] - b["psnr"] for a, b in zip(rs, per[bm]))
                      if case in SIGMA and name not in (bm, "degraded input") else np.nan)
             mean = {k: np.mean([r[k] for r in rs]) for k in rs[0]}
             table.append(
-                f"| {case} | {name} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | "
+                f"| {case} | {name} | {mean['psnr']:.2f} | {mean['ends']:.2f} | "
+                f"{mean['ssim']:.4f} | "
                 f"{num(mean['vmaf'])} | {mean['gain']:+.2f} | {num(vs_bm, '+.2f')} | "
                 f"{max(r['flicker'] for r in rs):.2f} |")
     if speed:
