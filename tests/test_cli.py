@@ -40,7 +40,9 @@ def test_remaster_writes_script_and_a_playable_hevc_of_the_real_clip(tmp_path, s
     assert "my bikes (remaster).analysis/report.json" in text
     decisions = json.loads(out.with_suffix(".encode.json").read_text())
     assert decisions["target"]["vmaf"] == 95.0
-    assert "cuts from the analysis report" in proc.stderr.replace("\n", " ")
+    said = proc.stderr.replace("\n", " ")
+    assert "cuts from the analysis report" in said
+    assert "encoding 1 chunk(s) of whole scenes" in said  # resumable by default
     scene = decisions["scenes"][0]
     assert scene["crf"] is not None and len(scene["probes"]) >= 2
     assert scene["measured_mean"] is not None and scene["bits"] > 0

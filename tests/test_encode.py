@@ -341,15 +341,16 @@ def test_bad_x265_parameter_is_reported(tmp_path, encoder):
 
 @pytest.mark.skipif(not HAVE_X265, reason="x265 not on PATH")
 def test_x265_hanging_after_error_is_stopped(tmp_path):
-    # x265 3.5 logs "x265_encoder_open() failed" for an out-of-range crf and then hangs
-    # instead of exiting; the encoder must notice, stop it and say why.
+    # x265 3.5 logs "x265_encoder_open() failed" for an out-of-range crf (here --crf-max:
+    # vsremaster refuses --crf itself in x265_params) and then hangs instead of exiting; the
+    # encoder must notice, stop it and say why.
     script = write_script(
         tmp_path,
         "core.std.BlankClip(width=64, height=64, length=30, format=vs.YUV420P8).set_output()\n",
     )
     started = time.monotonic()
     with pytest.raises(EncodeError, match=r"(?s)x265 rejected its parameters.*Valid quality"):
-        encode(script, tmp_path / "out.mkv", x265_params="--crf 99", encoder="x265", **FAST)
+        encode(script, tmp_path / "out.mkv", x265_params="--crf-max 99", encoder="x265", **FAST)
     assert time.monotonic() - started < 30
     assert leftovers(tmp_path, script) == []
 

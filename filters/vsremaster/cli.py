@@ -560,7 +560,7 @@ def remaster(
     min_vmaf_percentile: MinLowOpt = None,
     percentile: PercentileOpt = 1.0,
     crf: Annotated[Optional[float], typer.Option(help="Encode at this fixed x265 CRF instead of --target-vmaf.")] = None,
-    chunks: ChunksOpt = 0,
+    chunks: Annotated[int, typer.Option(help="Scene chunks (of at least 10 s) encoded N at a time (default 1: a rerun after a kill loses at most the chunk being encoded); 0: one x265 pass with per-scene zones.")] = 1,
     x265_preset: Annotated[str, typer.Option(help="x265 preset (ultrafast ... placebo).")] = "slow",
     x265_defaults: DefaultsOpt = "restored",
     x265_params: ParamsOpt = "",
@@ -576,9 +576,10 @@ def remaster(
 
     Writes OUTPUT.analysis/ (report.json, report.html) and OUTPUT.vpy beside OUTPUT. The
     encode aims each scene at --target-vmaf (cut at the analysis' scene cuts; decisions in
-    OUTPUT.encode.json) unless --crf asks for a fixed CRF. A rerun after a failure or Ctrl-C
-    reuses the analysis and face tracks (same source file, span and settings) and resumes
-    the encode; --fresh starts over.
+    OUTPUT.encode.json) unless --crf asks for a fixed CRF, in scene chunks of at least 10 s
+    (--chunks). A rerun after a failure or Ctrl-C reuses the analysis and face tracks (same
+    source file, span and settings) and resumes the encode at the first unfinished chunk;
+    --fresh starts over.
     """
     start = time.perf_counter()
     from .encode.x265 import check_settings

@@ -793,6 +793,9 @@ def _encode_chunks(
             pending.append((name, group, record))
     if skipped:
         log.info("resuming: %d of %d chunks already encoded", skipped, len(jobs))
+    elif chunks > 0:
+        log.info("encoding %d chunk(s) of whole scenes, %d at a time (a rerun after a kill "
+                 "resumes at the first unfinished one)", len(jobs), min(chunks, len(jobs)))
     workers = max(1, min(chunks, len(pending))) if pending else 1
     with ProgressBar(total, f"encoding ({video.name})", enabled=progress) as bar:
         bar.update(FrameProgress(sum(counts.values()), total))
