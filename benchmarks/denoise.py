@@ -336,8 +336,8 @@ def main() -> int:
                     res.setdefault(case, {}).setdefault(name, []).append(r)
                     shown = label if name == "degraded input" else name
                     rows.append(f"| {clip_name} | {case} | {shown} | {r['psnr']:.2f} | "
-                                f"{r['ends']:.2f} | {r['ssim']:.4f} | {num(r['vmaf'])} | {r['gain']:+.2f} | "
-                                f"{r['flicker']:.2f} |")
+                                f"{r['ends']:.2f} | {r['ssim']:.4f} | {num(r['vmaf'])} | "
+                                f"{r['gain']:+.2f} | {r['flicker']:.2f} |")
                     print(rows[-1], flush=True)
     elapsed = time.perf_counter() - start
 

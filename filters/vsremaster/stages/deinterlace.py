@@ -134,9 +134,9 @@ def deinterlace(
         the frames and frame rate and half the ``_Duration``; single rate keeps both. Other
         frame props are the source frame's; ``_Field`` is removed, and at double rate a
         source frame's ``_SceneChangePrev`` stays on its first field's frame only and
-        ``_SceneChangeNext`` on its second's (the two fields of one frame are one shot). A progressive clip
-        (``_FieldBased=0``, or measured progressive when the property is absent) is
-        returned unchanged with a warning.
+        ``_SceneChangeNext`` on its second's (the two fields of one frame are one shot). A
+        progressive clip (``_FieldBased=0``, or measured progressive when the property is
+        absent) is returned unchanged with a warning.
 
     Raises:
         InputError: variable format, unsupported depth, height not splittable into fields,

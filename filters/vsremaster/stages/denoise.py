@@ -98,8 +98,8 @@ def denoise(
     of σ 1.5 px: ``keep_grain`` puts fine grain back (the look of the era) without bringing
     back low-frequency noise. Block edges and ringing are fine detail too: in the
     compression modes ``keep_grain`` brings them back in proportion (the analysis's
-    blockiness on box, H.264 CRF 46: input 1.30, output 1.04, with keep_grain 0.5 1.15, with 1.0
-    1.24), so keep it 0 for codec damage.
+    blockiness on box, H.264 CRF 46: input 1.30, output 1.04, with keep_grain 0.5 1.15,
+    with 1.0 1.24), so keep it 0 for codec damage.
 
     Args:
         clip: progressive clip, constant format (YUV/GRAY/RGB, 8-16 bit integer or 16/32 bit

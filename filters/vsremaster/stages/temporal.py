@@ -65,9 +65,10 @@ def window_offsets(n: int, total: int, props: dict[int, vs.FrameProps], *,
 
     The descratcher does not mirror: two equal neighbours that differ from the current
     frame would make every moving edge look like a single-frame spot. The denoiser does:
-    fed the current frame three times it barely denoises, and the first and last frame of
-    every shot came out 6-10 dB (PSNR-Y) behind the others at Gaussian σ 10-20; mirrored
-    they are 1.5-4 dB behind (two other noisy frames instead of four).
+    fed the current frame three times it barely denoises: on the benchmark clips
+    (``benchmarks/denoise.py``, "ends" PSNR-Y, Gaussian σ 10-20) the first and last frame
+    came out 6.5-14 dB behind the frames inside; mirrored, 1.8-4.8 dB (two other noisy
+    frames instead of four).
     """
     ok = {0: True}
     for side, key in ((-1, "_SceneChangePrev"), (1, "_SceneChangeNext")):
