@@ -188,18 +188,17 @@ def to_clip(frames: list[list[np.ndarray]], like):
     return vs.core.std.ModifyFrame(like, like, put)
 
 
-def psnr_y(got, want) -> float:
-    """Mean PSNR-Y (dB) over the scored frames."""
-    mse = [np.mean((got[i][0].astype(np.float64) - want[i][0]) ** 2)
-           for i in range(SKIP, len(want) - SKIP)]
+def psnr_y(got, want, frames=None) -> float:
+    """Mean PSNR-Y (dB) over ``frames`` (default: the scored frames)."""
+    frames = range(SKIP, len(want) - SKIP) if frames is None else frames
+    mse = [np.mean((got[i][0].astype(np.float64) - want[i][0]) ** 2) for i in frames]
     return float(np.mean([10 * np.log10(255**2 / max(m, 1e-10)) for m in mse]))
 
 
 def psnr_ends(got, want) -> float:
     """Mean PSNR-Y (dB) of the first and the last frame: what a shot's first and last frames
     get from a temporal method, with neighbours on one side only."""
-    mse = [np.mean((got[i][0].astype(np.float64) - want[i][0]) ** 2) for i in (0, -1)]
-    return float(np.mean([10 * np.log10(255**2 / max(m, 1e-10)) for m in mse]))
+    return psnr_y(got, want, frames=(0, -1))
 
 
 def ssim_y(got, want) -> float:

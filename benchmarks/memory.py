@@ -5,7 +5,8 @@ to 3840x2160, each configuration in its own process so its peak resident memory 
 is its own: the interpreter, VapourSynth, the model sessions, the frames in and out and the
 inference working memory. vsremaster runs with the default automatic tiling
 (:func:`vsremaster.runtime.tiling.auto_tile`, sized from the session budget of
-:mod:`vsremaster.runtime.memory`) and, for comparison, whole frames (``tile`` = the frame);
+:mod:`vsremaster.runtime.memory`; the table shows the tile upscale logged) and, for
+comparison, whole frames (``tile`` = the frame);
 the peer is vs-mlrt's ``core.ort.Model`` on the same ONNX file, whole frame as its users run
 it by default. Models: the compact ``realesr-animevideov3-x4`` (the chain's 4x) and the RRDB
 ``realesrgan-x4plus`` (the heaviest in the zoo). Reported: peak RSS (MiB), the tile chosen,
@@ -39,58 +40,70 @@ RUNS = [("vsremaster", "ncnn", "auto"), ("vsremaster", "cpu", "auto"),
         ("vsremaster", "cpu", "whole"), ("vs-mlrt ort.Model", "cpu", "whole")]
 
 
+def frames(count: int, width: int, height: int):
+    """``count`` frames of real footage (vtest) resized to ``width`` x ``height``."""
+    import vapoursynth as vs
+
+    from vsremaster.samples import sample_path
+
+    clip = vs.core.bs.VideoSource(str(sample_path("vtest")))[100:100 + count]
+    return vs.core.resize.Spline36(clip, width, height)
+
+
+def child(*args: str) -> dict | None:
+    """Run this file with ``args`` in a fresh process; its JSON answer, None if it failed."""
+    run = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         cwd=Path(__file__).parent)
+    if run.returncode != 0:
+        print(run.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def one(model_id: str, who: str, backend: str, tiling: str, size: str) -> dict:
-    """Upscale one frame in this process and report its peak RSS."""
+    """Upscale one frame in this process and report its peak RSS and the tile upscale chose
+    (read from its log, so the table shows what the library decided)."""
+    import logging
+    import re
+
     import vapoursynth as vs
 
     import vsremaster as vsr
-    from vsremaster.samples import sample_path
 
     from _common import peer_network, proc_status_mib
 
-    core = vs.core
     w, h = (int(v) for v in size.split("x"))
-    clip = core.bs.VideoSource(str(sample_path("vtest")))[100:101]
-    clip = core.resize.Spline36(clip, w, h)
+    clip = frames(1, w, h)
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("vsremaster").addHandler(handler)
+    logging.getLogger("vsremaster").setLevel(logging.INFO)
     started = time.perf_counter()
-    tile = None
     if who == "vsremaster":
         out = vsr.upscale(clip, model=model_id, backend=backend,
                           tile=(w, h) if tiling == "whole" else None)
-        from vsremaster.models.store import resolve_model
-        from vsremaster.runtime.memory import session_budget
-        from vsremaster.runtime.session import Backend
-        from vsremaster.runtime.tiling import auto_tile
-
-        spec = resolve_model(model_id).spec
-        if tiling == "auto":  # what upscale planned, for the table
-            tile = auto_tile(w, h, multiple=spec.multiple,
-                             bytes_per_pixel=spec.working_bytes_per_pixel(backend == "ncnn"),
-                             budget=session_budget(Backend(backend), 1))
     else:
         path, _ = peer_network(model_id, Path(tempfile.mkdtemp(prefix="vsr-mem-")))
-        rgb = core.std.Limiter(core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="170m"),
-                               0.0, 1.0)
-        out = core.ort.Model(rgb, network_path=path, provider="CPU", num_streams=1)
+        rgb = vs.core.std.Limiter(vs.core.resize.Bicubic(clip, format=vs.RGBS,
+                                                         matrix_in_s="170m"), 0.0, 1.0)
+        out = vs.core.ort.Model(rgb, network_path=path, provider="CPU", num_streams=1)
     frame = out.get_frame(0)
     assert (frame.width, frame.height) == (4 * w, 4 * h)
-    return {"peak_mib": round(proc_status_mib("VmHWM")), "seconds": round(
-        time.perf_counter() - started, 1), "tile": "whole" if tile is None else
-        f"{tile[0]}x{tile[1]}"}
+    tiles = [m[1] for text in said if (m := re.search(r"into (\d+x\d+) tiles", text))]
+    return {"peak_mib": round(proc_status_mib("VmHWM")),
+            "seconds": round(time.perf_counter() - started, 1),
+            "tile": tiles[0] if tiles else "whole"}
 
 
 def peak_at(model_id: str, backend: str, side: int) -> dict:
     """Peak RSS (MiB) of this process upscaling two side x side frames whole."""
-    import vapoursynth as vs
-
     import vsremaster as vsr
-    from vsremaster.samples import sample_path
 
     from _common import proc_status_mib
 
-    clip = vs.core.bs.VideoSource(str(sample_path("vtest")))[100:102]
-    clip = vs.core.resize.Spline36(clip, side, side)
-    out = vsr.upscale(clip, model=model_id, backend=backend, tile=(side, side))
+    out = vsr.upscale(frames(2, side, side), model=model_id, backend=backend,
+                      tile=(side, side))
     for frame in out.frames():
         assert frame.width == out.width
     return {"peak_mib": proc_status_mib("VmHWM")}
@@ -109,10 +122,10 @@ def bytes_per_pixel() -> str:
         for backend in ("cpu", "ncnn"):
             peaks = []
             for side in (small, large):
-                run = subprocess.run([sys.executable, __file__, "--peak", spec.id, backend,
-                                      str(side)], capture_output=True, text=True, check=True,
-                                     cwd=Path(__file__).parent)
-                peaks.append(json.loads(run.stdout.strip().splitlines()[-1])["peak_mib"])
+                answer = child("--peak", spec.id, backend, str(side))
+                if answer is None:
+                    raise SystemExit(f"{spec.id} on {backend} at {side}² failed")
+                peaks.append(answer["peak_mib"])
             per_pixel = (peaks[1] - peaks[0]) * 2**20 / (large**2 - small**2) * 1.1
             row = (f"| {spec.id} | {'ONNX Runtime' if backend == 'cpu' else 'ncnn'} | "
                    f"{peaks[0]:.0f} | {peaks[1]:.0f} | {math.ceil(per_pixel / 100) * 100} |")
@@ -160,14 +173,8 @@ def main() -> None:
             "|---|---|---|---|---|---|---|"]
     for model_id in args.models:
         for who, backend, tiling in RUNS:
-            run = subprocess.run([sys.executable, __file__, "--size", args.size, "--one",
-                                  model_id, who, backend, tiling],
-                                 capture_output=True, text=True, cwd=Path(__file__).parent)
-            if run.returncode != 0:
-                result = {"peak_mib": "failed", "seconds": "-", "tile": "-"}
-                print(run.stderr[-2000:], file=sys.stderr)
-            else:
-                result = json.loads(run.stdout.strip().splitlines()[-1])
+            result = child("--size", args.size, "--one", model_id, who, backend, tiling) or {
+                "peak_mib": "failed", "seconds": "-", "tile": "-"}
             row = (f"| {model_id} | {who} | {backend} | {tiling} | {result['tile']} | "
                    f"{result['peak_mib']} | {result['seconds']} |")
             rows.append(row)

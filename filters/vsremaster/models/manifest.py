@@ -151,8 +151,9 @@ class ModelSpec:
 
     def working_bytes_per_pixel(self, ncnn: bool) -> int:
         """Inference working memory per input pixel on ncnn (``ncnn``) or ONNX Runtime."""
-        return (self.bytes_per_pixel_ncnn or self.bytes_per_pixel) if ncnn else \
-            self.bytes_per_pixel
+        if ncnn and self.bytes_per_pixel_ncnn:
+            return self.bytes_per_pixel_ncnn
+        return self.bytes_per_pixel
 
 
 @dataclass(frozen=True, slots=True)

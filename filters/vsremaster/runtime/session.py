@@ -35,7 +35,7 @@ from ..paths import cache_root
 
 __all__ = [
     "Backend", "SessionConfig", "SessionPool", "get_pool", "available_backends", "check_backend",
-    "stream_count",
+    "runs_on_ncnn", "stream_count",
 ]
 
 
@@ -275,6 +275,16 @@ class _NcnnSession:
 
 def _ncnn_can_run(cfg: SessionConfig) -> bool:
     return cfg.ncnn is not None and not cfg.fp16
+
+
+def runs_on_ncnn(cfg: SessionConfig) -> bool:
+    """Whether ``cfg``'s sessions will run on ncnn: asked for, or ``auto``'s choice (no GPU
+    provider ahead of it, an ncnn source and fp32), as the first session resolves it."""
+    if cfg.backend is Backend.NCNN:
+        return True
+    if cfg.backend is not Backend.AUTO or not _ncnn_can_run(cfg):
+        return False
+    return next(b for b in available_backends() if b is not Backend.TORCH) is Backend.NCNN
 
 
 def _require_ncnn_source(cfg: SessionConfig) -> None:

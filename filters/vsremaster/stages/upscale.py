@@ -12,7 +12,9 @@ from ..models.store import ncnn_source, resolve_model
 from ..runtime.filter import model_filter
 from ..runtime.frames import from_model, to_model
 from ..runtime.memory import session_budget
-from ..runtime.session import Backend, SessionConfig, check_backend, get_pool, stream_count
+from ..runtime.session import (
+    Backend, SessionConfig, check_backend, get_pool, runs_on_ncnn, stream_count,
+)
 from ..runtime.tiling import auto_tile, plan_tiles
 
 __all__ = ["upscale", "DEFAULT_UPSCALE_MODEL"]
@@ -111,9 +113,9 @@ def upscale(
     if isinstance(tile, int):
         tile = (tile, tile)
     if tile is None:
-        on_ncnn = effective is Backend.NCNN and config.ncnn is not None
         tile = auto_tile(
-            clip.width, clip.height, bytes_per_pixel=spec.working_bytes_per_pixel(on_ncnn),
+            clip.width, clip.height,
+            bytes_per_pixel=spec.working_bytes_per_pixel(runs_on_ncnn(config)),
             budget=session_budget(effective, streams), multiple=spec.multiple,
         )
         if tile is not None:
