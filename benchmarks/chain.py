@@ -343,7 +343,7 @@ def main() -> None:
         record(
             f"Whole chain on 720x480 real footage (CPU): {sr_model}",
             {"vapoursynth": str(core.core_version.release_major),
-             **package_versions("onnxruntime", "ncnn", "numpy"),
+             **package_versions("onnxruntime", "openvino", "ncnn", "numpy"),
              "threads": str(args.threads), "backend": backend},
             table,
             f"Machine peak measured in the same run: {peaks[0]:.0f} GFLOP/s (float32 GEMM, "

@@ -156,7 +156,7 @@ ModelOpt = Annotated[Optional[str], typer.Option(help="Upscale model id or .onnx
 WidthOpt = Annotated[Optional[int], typer.Option(help="Output width (default: source x model scale).")]
 HeightOpt = Annotated[Optional[int], typer.Option(help="Output height.")]
 TrimOpt = Annotated[Optional[str], typer.Option(help="Keep source frames FIRST:END only (e.g. 0:250).")]
-BackendOpt = Annotated[str, typer.Option(help="auto, tensorrt, cuda, ncnn (the upscalers' original ncnn files, CPU), cpu (ONNX Runtime) or torch (the ONNX graph in PyTorch, CUDA when present).")]
+BackendOpt = Annotated[str, typer.Option(help="auto, tensorrt, cuda, ncnn (the upscalers' original ncnn files, CPU), openvino (OpenVINO's CPU plugin), cpu (ONNX Runtime) or torch (the ONNX graph in PyTorch, CUDA when present).")]
 TileOpt = Annotated[Optional[int], typer.Option(help="Tile size in input pixels (default: from free memory).")]
 StreamsOpt = Annotated[Optional[int], typer.Option(help="Frames inferred in parallel (sessions).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]

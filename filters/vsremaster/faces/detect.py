@@ -541,8 +541,9 @@ class FaceDetector:
         nms_iou: boxes overlapping more than this are merged.
         tiles: 0 (or 1) = whole frame only; N >= 2 = also N x N overlapping tiles (small faces).
         normalise: ``"auto"`` (dark or colour-cast frames only), ``"always"`` or ``"never"``.
-        backend: ``auto``, ``cpu``, ``cuda``, ``tensorrt`` (ONNX Runtime) or ``torch``.
-        threads: ORT threads (0 = all cores).
+        backend: ``auto``, ``cpu``, ``cuda``, ``tensorrt`` (ONNX Runtime), ``openvino``
+            or ``torch``.
+        threads: CPU threads (ORT, OpenVINO; 0 = all cores).
         family: ``"auto"`` (the manifest's, or recognised for a file) or one of
             ``blazeface``, ``yunet``, ``scrfd``, ``retinaface`` to force a file's decoding.
             After construction it holds the family in use.

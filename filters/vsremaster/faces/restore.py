@@ -105,8 +105,9 @@ class FaceRestorer:
         model: manifest id (``vsremaster models list``, task face-restore; installed with
             ``vsremaster models add``) or a path to an ONNX file with the same I/O.
         template: alignment template for a path (default ``ffhq_512``; ids know theirs).
-        backend: ``auto``, ``cpu``, ``cuda``, ``tensorrt`` (ONNX Runtime) or ``torch``.
-        threads: ORT threads (0 = all cores).
+        backend: ``auto``, ``cpu``, ``cuda``, ``tensorrt`` (ONNX Runtime), ``openvino``
+            or ``torch``.
+        threads: CPU threads (ORT, OpenVINO; 0 = all cores).
 
     Raises:
         ModelMissingError: the model is not installed (the message says how to add it).

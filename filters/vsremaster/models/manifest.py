@@ -150,7 +150,8 @@ class ModelSpec:
     bytes_per_pixel_ncnn: int = 0
 
     def working_bytes_per_pixel(self, ncnn: bool) -> int:
-        """Inference working memory per input pixel on ncnn (``ncnn``) or ONNX Runtime."""
+        """Inference working memory per input pixel on ncnn (``ncnn``) or ONNX Runtime (also
+        the figure for OpenVINO, which measured 0.5-0.9x of it)."""
         if ncnn and self.bytes_per_pixel_ncnn:
             return self.bytes_per_pixel_ncnn
         return self.bytes_per_pixel

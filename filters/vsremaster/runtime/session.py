@@ -1,18 +1,21 @@
 """Inference sessions: backend selection and a session pool.
 
-Models run in ONNX Runtime (TensorRT, CUDA or CPU execution provider); in PyTorch
-(``backend="torch"``, on CUDA when torch sees a GPU: the same ONNX graph translated by
-:mod:`vsremaster.runtime.torch_graph`, for machines with torch but no onnxruntime-gpu); or,
-for the models converted from ncnn files (the upscalers), in ncnn itself on the CPU: ncnn picks
-Winograd or im2col-GEMM per 3x3 convolution and runs the compact SR networks 1.3-1.7x as fast
-as ONNX Runtime's CPU kernels on the same weights (``benchmarks/upscale_vs_mlrt.py``).
-``backend="auto"`` tries TensorRT EP, then CUDA EP, then ncnn (when the model has its ncnn
-source and runs in fp32), then ORT on the CPU (``torch`` is never picked by ``auto``: it
-is asked for by name); an explicit backend that cannot be met raises
+Models run in ONNX Runtime (TensorRT, CUDA or CPU execution provider); in OpenVINO's CPU
+plugin (``backend="openvino"``, when the ``openvino`` package is installed: oneDNN kernels run
+our restoration networks 1.13-1.17x as fast as ONNX Runtime's CPU kernels on the same ONNX
+file, ``benchmarks/backends.py``); in PyTorch (``backend="torch"``, on CUDA when torch sees a
+GPU: the same ONNX graph translated by :mod:`vsremaster.runtime.torch_graph`, for machines
+with torch but no onnxruntime-gpu); or, for the models converted from ncnn files (the
+upscalers), in ncnn itself on the CPU: ncnn picks Winograd or im2col-GEMM per 3x3
+convolution and runs the compact SR networks 1.3-1.7x as fast as ONNX Runtime's CPU kernels
+on the same weights (``benchmarks/upscale_vs_mlrt.py``). ``backend="auto"`` tries TensorRT
+EP, then CUDA EP, then ncnn (when the model has its ncnn source and runs in fp32), then
+OpenVINO (fp32), then ORT on the CPU (``torch`` is never picked by ``auto``: it is asked for
+by name); an explicit backend that cannot be met raises
 :class:`~vsremaster.errors.BackendError` instead of silently running elsewhere. A
 :class:`SessionPool` holds ``num_streams`` sessions of one model so that VapourSynth's
-worker threads run frames in parallel (ORT and ncnn release the GIL while they compute);
-more threads than streams simply wait for a free session.
+worker threads run frames in parallel (ORT, OpenVINO and ncnn release the GIL while they
+compute); more threads than streams simply wait for a free session.
 """
 
 from __future__ import annotations
@@ -52,12 +55,13 @@ def _ort():
 
 class Backend(StrEnum):
     """Where a model runs. ``AUTO`` picks the first available of TensorRT, CUDA, ncnn (models
-    converted from ncnn only), CPU (ONNX Runtime)."""
+    converted from ncnn only), OpenVINO (CPU plugin), CPU (ONNX Runtime)."""
 
     AUTO = "auto"
     TENSORRT = "tensorrt"
     CUDA = "cuda"
     NCNN = "ncnn"
+    OPENVINO = "openvino"
     CPU = "cpu"
     TORCH = "torch"
 
@@ -74,7 +78,7 @@ _PROVIDERS = {
     Backend.CUDA: "CUDAExecutionProvider",
     Backend.CPU: "CPUExecutionProvider",
 }
-_AUTO_ORDER = (Backend.TENSORRT, Backend.CUDA, Backend.NCNN, Backend.CPU)
+_AUTO_ORDER = (Backend.TENSORRT, Backend.CUDA, Backend.NCNN, Backend.OPENVINO, Backend.CPU)
 
 
 def _torch():
@@ -93,9 +97,22 @@ def _ncnn():
     return ncnn
 
 
-def _have_ncnn() -> bool:
+def _openvino():
     try:
-        _ncnn()
+        import openvino
+    except ImportError as exc:
+        raise BackendError(
+            "the openvino backend needs OpenVINO: pip install 'vsremaster[cpu]' (or openvino)"
+        ) from exc
+    return openvino
+
+
+_RUNTIMES = {Backend.NCNN: _ncnn, Backend.OPENVINO: _openvino}  # backends outside ORT
+
+
+def _have(backend: Backend) -> bool:
+    try:
+        _RUNTIMES[backend]()
     except BackendError:
         return False
     return True
@@ -103,12 +120,12 @@ def _have_ncnn() -> bool:
 
 def available_backends() -> list[Backend]:
     """Backends this machine offers, in ``auto``'s order: the execution providers of this
-    ONNX Runtime build, and ncnn when its package is installed; then torch when it is
-    installed (never chosen by ``auto``)."""
+    ONNX Runtime build, ncnn and OpenVINO when their packages are installed; then torch when
+    it is installed (never chosen by ``auto``)."""
     have = set(_ort().get_available_providers())
     found = [
         b for b in _AUTO_ORDER
-        if (_have_ncnn() if b is Backend.NCNN else _PROVIDERS[b] in have)
+        if (_have(b) if b in _RUNTIMES else _PROVIDERS[b] in have)
     ]
     if importlib.util.find_spec("torch") is not None:
         found.append(Backend.TORCH)
@@ -128,8 +145,8 @@ def check_backend(backend: str | Backend) -> Backend:
             f"unknown backend {backend!r}; choose one of {', '.join(b.value for b in Backend)}"
         ) from None
     if backend is not Backend.AUTO and backend not in available_backends():
-        hint = {Backend.NCNN: "pip install ncnn", Backend.TORCH: "pip install torch"}.get(
-            backend, "install 'vsremaster[gpu]'")
+        hint = {Backend.NCNN: "pip install ncnn", Backend.OPENVINO: "pip install openvino",
+                Backend.TORCH: "pip install torch"}.get(backend, "install 'vsremaster[gpu]'")
         raise BackendError(
             f"backend {backend.value!r} is not available here "
             f"(available: {', '.join(b.value for b in available_backends())}); "
@@ -161,8 +178,9 @@ class SessionConfig:
         backend: requested backend (``AUTO`` resolves when the first session is made).
         num_streams: sessions in the pool (parallel frames).
         fp16: run in half precision (CUDA: converted model; TensorRT: fp16 engine;
-            CPU: converted model, slow, for testing; ncnn: fp32 only).
-        threads: CPU threads per session (ORT intra-op, ncnn); 0 = cores / num_streams.
+            CPU: converted model, slow, for testing; ncnn and OpenVINO: fp32 only).
+        threads: CPU threads per session (ORT intra-op, OpenVINO, ncnn); 0 = cores /
+            num_streams.
         ncnn: the original ncnn ``(.param, .bin)`` the ONNX was converted from (checked
             against the manifest, :func:`~vsremaster.models.store.ncnn_source`); lets the
             ``ncnn`` backend, and ``auto`` on a CPU, run those instead.
@@ -273,6 +291,60 @@ class _NcnnSession:
         return [np.stack(outs)]
 
 
+_OV_TYPES = {"f32": "float", "f64": "double", "f16": "float16", "i64": "int64", "i32": "int32"}
+_ov_cores: list[object] = []
+_ov_lock = threading.Lock()
+
+
+def _ov_core():
+    """The process's one ``openvino.Core`` (it holds the CPU plugin)."""
+    with _ov_lock:
+        if not _ov_cores:
+            _ov_cores.append(_openvino().Core())
+        return _ov_cores[0]
+
+
+class _OpenVinoSession:
+    """The ONNX file compiled by OpenVINO's CPU plugin behind the pool's session interface.
+
+    The model is compiled once with its dynamic dimensions: a new tile or frame size needs
+    no recompile (on the denoiser this ran as fast as a compile for the static shape).
+    Latency hint, one stream of ``threads`` threads and the f32 precision hint, so results
+    match ONNX Runtime's within about 1e-5 (no bf16/fp16 arithmetic on CPUs that offer it).
+    """
+
+    def __init__(self, model: Path, threads: int) -> None:
+        compiled = _ov_core().compile_model(str(model), "CPU", {
+            "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+        })  # fmt: skip
+        self._request = compiled.create_infer_request()
+
+        def io(port) -> _Io:
+            dims = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+            kind = _OV_TYPES.get(port.get_element_type().get_type_name(), "float")
+            return _Io(port.get_any_name(), dims, f"tensor({kind})")
+
+        self._inputs = [io(p) for p in compiled.inputs]
+        self._outputs = [io(p) for p in compiled.outputs]
+        self._ports = list(compiled.outputs)
+
+    def get_inputs(self) -> list[_Io]:
+        return self._inputs
+
+    def get_outputs(self) -> list[_Io]:
+        return self._outputs
+
+    def get_providers(self) -> list[str]:
+        return ["openvino (CPU)"]
+
+    def run(self, output_names, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = self._request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        names = [o.name for o in self._outputs]
+        wanted = names if output_names is None else output_names
+        return [result[self._ports[names.index(n)]] for n in wanted]
+
+
 def _ncnn_can_run(cfg: SessionConfig) -> bool:
     return cfg.ncnn is not None and not cfg.fp16
 
@@ -287,9 +359,14 @@ def runs_on_ncnn(cfg: SessionConfig) -> bool:
     return next(b for b in available_backends() if b is not Backend.TORCH) is Backend.NCNN
 
 
-def _require_ncnn_source(cfg: SessionConfig) -> None:
+def _require_fp32(cfg: SessionConfig, backend: Backend) -> None:
     if cfg.fp16:
-        raise BackendError("the ncnn backend runs fp32 only; use fp16=False, or backend 'cpu'")
+        raise BackendError(
+            f"the {backend.value} backend runs fp32 only; use fp16=False, or backend 'cpu'")
+
+
+def _require_ncnn_source(cfg: SessionConfig) -> None:
+    _require_fp32(cfg, Backend.NCNN)
     if cfg.ncnn is None:
         raise BackendError(
             f"{cfg.model.name} has no ncnn source: the ncnn backend runs only the models "
@@ -364,6 +441,9 @@ def _make_session(cfg: SessionConfig, backend: Backend):
     if backend is Backend.NCNN:
         _require_ncnn_source(cfg)
         return _NcnnSession(*cfg.ncnn, cfg.cpu_threads)
+    if backend is Backend.OPENVINO:
+        _require_fp32(cfg, backend)
+        return _OpenVinoSession(cfg.model, cfg.cpu_threads)
     ort = _ort()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -398,7 +478,8 @@ def _open(cfg: SessionConfig):
             raise BackendError(f"backend {cfg.backend.value!r} failed to start: {exc}") from exc
     errors = []
     for backend in available_backends():
-        if backend is Backend.TORCH or (backend is Backend.NCNN and not _ncnn_can_run(cfg)):
+        if (backend is Backend.TORCH or (backend is Backend.NCNN and not _ncnn_can_run(cfg))
+                or (backend is Backend.OPENVINO and cfg.fp16)):
             continue
         try:
             return _make_session(cfg, backend), backend
@@ -477,11 +558,14 @@ def get_pool(config: SessionConfig) -> SessionPool:
     """The process-wide pool for ``config`` (one set of sessions per model and settings).
 
     Raises:
-        BackendError: backend ``ncnn`` for a model without its ncnn source (at once, while
-            the graph is built, not at the first frame).
+        BackendError: backend ``ncnn`` for a model without its ncnn source, or ``ncnn`` /
+            ``openvino`` with fp16 (at once, while the graph is built, not at the first
+            frame).
     """
     if config.backend is Backend.NCNN:
         _require_ncnn_source(config)
+    elif config.backend is Backend.OPENVINO:
+        _require_fp32(config, config.backend)
     with _pools_lock:
         pool = _pools.get(config)
         if pool is None:

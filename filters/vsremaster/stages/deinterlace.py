@@ -125,8 +125,9 @@ def deinterlace(
             ``"single"`` (one frame per frame, from its first field).
         model: manifest id or path of an ONNX file with the same I/O (input ``(N, 5, h, w)``
             float fields in 0-1, output ``(N, 1, h, w)`` missing rows).
-        backend: "auto" (TensorRT → CUDA → CPU), "tensorrt", "cuda", "cpu" or "torch"
-            (the ONNX graph in PyTorch; CUDA when torch sees a GPU).
+        backend: "auto" (TensorRT → CUDA → OpenVINO → CPU), "tensorrt", "cuda",
+            "openvino" (OpenVINO's CPU plugin, fp32), "cpu" (ONNX Runtime) or "torch" (the
+            ONNX graph in PyTorch; CUDA when torch sees a GPU).
         num_streams: parallel sessions; default 1 on CPU, 2 on GPU.
 
     Returns:

@@ -114,8 +114,9 @@ def denoise(
         keep_grain: 0-1, share of the removed fine detail/grain put back.
         model: manifest id or path of an ONNX file with the same I/O (input ``(N, 7, H, W)``:
             five frames in 0-1, sigma / 50, compression flag; output ``(N, 1, H, W)``).
-        backend: "auto" (TensorRT → CUDA → CPU), "tensorrt", "cuda", "cpu" or "torch"
-            (the ONNX graph in PyTorch; CUDA when torch sees a GPU).
+        backend: "auto" (TensorRT → CUDA → OpenVINO → CPU), "tensorrt", "cuda",
+            "openvino" (OpenVINO's CPU plugin, fp32), "cpu" (ONNX Runtime) or "torch" (the
+            ONNX graph in PyTorch; CUDA when torch sees a GPU).
         num_streams: parallel sessions; default 1 on CPU, 2 on GPU.
 
     Returns:

@@ -65,8 +65,9 @@ def descratch(
         strength: 0-1, how much of the correction is applied (0 = unchanged).
         model: manifest id or path of an ONNX file with the same I/O (input ``(N, 5, H, W)``
             float luma in 0-1, output ``(N, 2, H, W)``: damage probability, replacement).
-        backend: "auto" (TensorRT → CUDA → CPU), "tensorrt", "cuda", "cpu" or "torch"
-            (the ONNX graph in PyTorch; CUDA when torch sees a GPU).
+        backend: "auto" (TensorRT → CUDA → OpenVINO → CPU), "tensorrt", "cuda",
+            "openvino" (OpenVINO's CPU plugin, fp32), "cpu" (ONNX Runtime) or "torch" (the
+            ONNX graph in PyTorch; CUDA when torch sees a GPU).
         num_streams: parallel sessions; default 1 on CPU, 2 on GPU.
         mask: return the detected damage instead: a GRAY clip of the luma size and the
             clip's sample type and depth (0 = clean, peak = damage; ``strength`` applied),

@@ -79,12 +79,15 @@ def upscale(
             that does.
         overlap: context pixels per tile side (default: the model's); tiles are blended
             with feathered ramps across the shared ``2 * overlap`` pixels.
-        backend: "auto" (TensorRT → CUDA → ncnn → CPU), "tensorrt", "cuda", "ncnn", "cpu"
-            (ONNX Runtime) or "torch" (the ONNX graph in PyTorch; CUDA when torch sees a
-            GPU). "ncnn" runs the model's original ncnn files on the CPU (zoo models
-            converted from ncnn; 1.3-1.7x ONNX Runtime's CPU speed on the compact models;
-            fp32 only); ``auto`` prefers it on a CPU when the files are installed. An
-            explicit backend that is not available raises instead of falling back.
+        backend: "auto" (TensorRT → CUDA → ncnn → OpenVINO → CPU), "tensorrt", "cuda",
+            "ncnn", "openvino", "cpu" (ONNX Runtime) or "torch" (the ONNX graph in PyTorch;
+            CUDA when torch sees a GPU). "ncnn" runs the model's original ncnn files on the
+            CPU (zoo models converted from ncnn; 1.3-1.7x ONNX Runtime's CPU speed on the
+            compact models; fp32 only); ``auto`` prefers it on a CPU when the files are
+            installed. "openvino" runs the ONNX file in OpenVINO's CPU plugin (fp32; on
+            this project's 2-core test machine as fast as ncnn on the compact 4x, faster
+            than ncnn on the RRDB models, slower on waifu2x: ``benchmarks/backends.py``).
+            An explicit backend that is not available raises instead of falling back.
         num_streams: parallel sessions (frames in flight); default 1 on CPU, 2 on GPU.
         fp16: half precision; default: on for GPU backends when the model allows it.
 
