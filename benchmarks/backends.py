@@ -54,12 +54,12 @@ def runners(model_id: str, threads: int) -> dict[str, object]:
     """Name -> function running one NCHW batch, for every backend this machine has."""
     import onnxruntime as ort
 
-    spec = resolve_model(model_id).spec
-    path = resolve_model(model_id).path
+    loaded = resolve_model(model_id)
+    spec, path = loaded.spec, loaded.path
     have = available_backends()
     out: dict[str, object] = {}
+    files = ncnn_source(spec)
     for backend in (Backend.CPU, Backend.OPENVINO, Backend.NCNN):
-        files = ncnn_source(spec)
         if backend not in have or (backend is Backend.NCNN and files is None):
             continue
         pool = get_pool(SessionConfig(path, backend, 1, threads=threads, ncnn=files))

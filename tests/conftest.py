@@ -52,3 +52,38 @@ def cup_crop(sample_clip):
     core = vs.core
     clip = core.bs.VideoSource(str(sample_clip("cup")))[60:72]
     return core.std.SetFieldBased(core.std.Crop(clip, 200, 184, 160, 160), 0)
+
+
+@pytest.fixture(scope="session")
+def against_onnx_runtime(cup_crop):
+    """Factory: ``(backend, stages) -> (codes, sr_shape, sr_diff)`` comparing a backend with
+    ONNX Runtime (``cpu``) as a user sees it, on 5 frames of ``cup_crop``: the largest 8-bit
+    difference over every output frame of each stage (``(stage, clip)`` pairs given a
+    source: a stage name's function of ``vsremaster`` and ``"progressive"`` or
+    ``"interlaced"``), and the animevideo v3 2x upscale's shape and max abs difference
+    (float RGB, frame 2, plane G) on a 128x96 RGBS crop."""
+    import numpy as np
+    import vapoursynth as vs
+
+    import vsremaster as vsr
+
+    core = vs.core
+    clip = cup_crop[:5]
+    sources = {"progressive": clip, "interlaced": core.std.SetFieldBased(clip, 2)}
+
+    def compare(backend: str, stages: list[tuple[str, str]]):
+        codes = 0
+        for name, kind in stages:
+            ours, ref = (getattr(vsr, name)(sources[kind], backend=b) for b in (backend, "cpu"))
+            assert ours.num_frames == ref.num_frames
+            for n in range(ours.num_frames):
+                a, b = (np.asarray(c.get_frame(n)[0]).astype(int) for c in (ours, ref))
+                codes = max(codes, int(np.abs(a - b).max()))
+        rgb = core.resize.Bicubic(core.std.Crop(clip, 0, 128, 0, 96), format=vs.RGBS,
+                                  matrix_in_s="170m")
+        ours, ref = (vsr.upscale(rgb, model="realesr-animevideov3-x2", backend=b)
+                     for b in (backend, "cpu"))
+        a, b = (np.asarray(c.get_frame(2)[1]) for c in (ours, ref))
+        return codes, a.shape, float(np.abs(a - b).max())
+
+    return compare

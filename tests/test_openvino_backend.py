@@ -18,24 +18,15 @@ pytest.importorskip("openvino")
 core = vs.core
 
 
-def test_stages_on_openvino_give_the_onnx_runtime_frames(cup_crop):
+def test_stages_on_openvino_give_the_onnx_runtime_frames(against_onnx_runtime):
     """The user's view: the same 8-bit frames from descratch, denoise and deinterlace, and
     the upscaler within float rounding, on OpenVINO or on ONNX Runtime."""
-    clip = cup_crop[:5]
-    interlaced = core.std.SetFieldBased(clip, 2)
-    for stage, src in ((vsr.descratch, clip), (vsr.denoise, clip), (vsr.deinterlace, interlaced)):
-        ours, ref = (stage(src, backend=b) for b in ("openvino", "cpu"))
-        assert ours.num_frames == ref.num_frames
-        for n in range(0, ours.num_frames, 2):
-            a, b = (np.asarray(c.get_frame(n)[0]).astype(int) for c in (ours, ref))
-            assert np.abs(a - b).max() <= 1
-    rgb = core.resize.Bicubic(core.std.Crop(clip, 0, 128, 0, 96), format=vs.RGBS,
-                              matrix_in_s="170m")
-    ours, ref = (vsr.upscale(rgb, model="realesr-animevideov3-x2", backend=b)
-                 for b in ("openvino", "cpu"))
-    a, b = (np.asarray(c.get_frame(2)[1]) for c in (ours, ref))
-    assert a.shape == (128, 256)
-    assert 0 < np.abs(a - b).max() <= 1e-4  # another runtime, the same numbers
+    codes, shape, sr_diff = against_onnx_runtime(
+        "openvino", [("descratch", "progressive"), ("denoise", "progressive"),
+                     ("deinterlace", "interlaced")])
+    assert codes <= 1
+    assert shape == (128, 256)
+    assert 0 < sr_diff <= 1e-4  # another runtime, the same numbers
 
 
 def test_auto_runs_our_networks_on_openvino_when_no_gpu_is_there():

@@ -127,22 +127,14 @@ def test_untranslatable_graphs_are_refused_naming_the_node(tmp_path):
         OnnxModule(path)
 
 
-def test_stages_on_the_torch_backend_give_the_onnx_runtime_frames(cup_crop):
+def test_stages_on_the_torch_backend_give_the_onnx_runtime_frames(against_onnx_runtime):
     """The user's view: same frames (8-bit) from descratch and denoise, and the upscaler
     within float rounding, whichever backend runs them."""
-    clip = cup_crop[:5]
-    for stage in (vsr.descratch, vsr.denoise):
-        ours, ref = (stage(clip, backend=b) for b in ("torch", "cpu"))
-        for n in range(clip.num_frames):
-            a, b = (np.asarray(c.get_frame(n)[0]).astype(int) for c in (ours, ref))
-            assert np.abs(a - b).max() <= 1
-    rgb = core.resize.Bicubic(core.std.Crop(clip, 0, 128, 0, 96), format=vs.RGBS,
-                              matrix_in_s="170m")
-    ours, ref = (vsr.upscale(rgb, model="realesr-animevideov3-x2", backend=b)
-                 for b in ("torch", "cpu"))
-    a, b = (np.asarray(c.get_frame(2)[1]) for c in (ours, ref))
-    assert a.shape == (128, 256)
-    assert np.abs(a - b).max() <= 1e-4
+    codes, shape, sr_diff = against_onnx_runtime(
+        "torch", [("descratch", "progressive"), ("denoise", "progressive")])
+    assert codes <= 1
+    assert shape == (128, 256)
+    assert sr_diff <= 1e-4
 
 
 def test_reduced_precision_on_the_torch_backend_stays_within_the_stated_tolerance(cup_crop):

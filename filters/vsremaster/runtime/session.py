@@ -20,6 +20,7 @@ compute); more threads than streams simply wait for a free session.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import queue
@@ -292,16 +293,10 @@ class _NcnnSession:
 
 
 _OV_TYPES = {"f32": "float", "f64": "double", "f16": "float16", "i64": "int64", "i32": "int32"}
-_ov_cores: list[object] = []
-_ov_lock = threading.Lock()
-
-
+@functools.cache
 def _ov_core():
-    """The process's one ``openvino.Core`` (it holds the CPU plugin)."""
-    with _ov_lock:
-        if not _ov_cores:
-            _ov_cores.append(_openvino().Core())
-        return _ov_cores[0]
+    """The process's ``openvino.Core`` (it holds the CPU plugin)."""
+    return _openvino().Core()
 
 
 class _OpenVinoSession:
@@ -327,7 +322,7 @@ class _OpenVinoSession:
 
         self._inputs = [io(p) for p in compiled.inputs]
         self._outputs = [io(p) for p in compiled.outputs]
-        self._ports = list(compiled.outputs)
+        self._ports = {o.name: port for o, port in zip(self._outputs, compiled.outputs)}
 
     def get_inputs(self) -> list[_Io]:
         return self._inputs
@@ -340,9 +335,7 @@ class _OpenVinoSession:
 
     def run(self, output_names, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         result = self._request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
-        names = [o.name for o in self._outputs]
-        wanted = names if output_names is None else output_names
-        return [result[self._ports[names.index(n)]] for n in wanted]
+        return [result[self._ports[n]] for n in output_names or self._ports]
 
 
 def _ncnn_can_run(cfg: SessionConfig) -> bool:
