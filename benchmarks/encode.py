@@ -222,18 +222,19 @@ def main() -> None:
             "render and score (each CRF round encodes them again, each segment followed by "
             f"{TAIL} of its frames reversed). Probe overhead = probe "
             "time / final encode time (the VMAF check of the finished file is reported "
-            "separately).",
+            "separately). Estimated: the final encode's time the progress display assumed "
+            "when it began, from the probes' rendering and encoding speeds.",
         )
 
 
 COMPARED_HEADER = (
     "| title | frames | scenes | sampled | scene CRFs | target-quality kB | mean | P1 "
     "| fixed CRF (same P1) | fixed kB | mean | P1 | saving | abs(mean - target) "
-    "| probe overhead | probe / encode / verify / total s |"
+    "| probe overhead | probe / encode (estimated) / verify / total s |"
 )
 RESTORED_HEADER = (
     "| title | frames | scenes | sampled | scene CRFs | predicted mean | measured mean (samples) "
-    "| probe overhead | probe / encode / verify / total s |"
+    "| probe overhead | probe / encode (estimated) / verify / total s |"
 )
 
 
@@ -245,8 +246,8 @@ def _sampled(result) -> str:
 def _times(result, wall: float) -> str:
     timing = result.timing
     return (f"{100 * timing['probe_s'] / timing['encode_s']:.0f} % "
-            f"| {timing['probe_s']:.1f} / {timing['encode_s']:.1f} / "
-            f"{timing.get('verify_s', 0):.1f} / {wall:.1f}")
+            f"| {timing['probe_s']:.1f} / {timing['encode_s']:.1f} "
+            f"({timing['encode_estimate_s']:.1f}) / {timing.get('verify_s', 0):.1f} / {wall:.1f}")
 
 
 def _target_encode(script: Path, out: Path, args: argparse.Namespace, scenes: Path | None = None):

@@ -32,7 +32,13 @@ from vsremaster.encode import (
     x265_exe,
 )
 from vsremaster.encode.tools import mkvmerge_exe
-from vsremaster.encode.progress import FrameProgress, StderrLines, is_vspipe_progress
+from vsremaster.encode.progress import (
+    FrameProgress,
+    ProgressBar,
+    StderrLines,
+    TitleClock,
+    is_vspipe_progress,
+)
 from vsremaster.errors import EncodeError, InputError
 
 HAVE_X265 = x265_exe() is not None and mkvmerge_exe() is not None
@@ -597,6 +603,26 @@ def test_progress_parser_on_captured_vspipe_output():
     ]
     assert is_vspipe_progress("Frame: 3/40") and is_vspipe_progress("")
     assert not is_vspipe_progress("RuntimeError: boom")
+
+
+def test_progress_shows_the_time_left_in_the_whole_title(capsys, monkeypatch):
+    """Each phase's bar also shows the whole title's time left: its own, plus the phases
+    after it at the speeds measured so far; unknown until they are measured."""
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: rich would shorten the row
+    clock = TitleClock(1000, 100, phases=("scenes", "probes", "encode", "verify"))
+    with ProgressBar(1000, "finding scenes", clock=clock, phase="scenes") as bar:
+        bar.update(FrameProgress(500, 1000, fps=100.0))
+    assert "title: time left unknown yet" in capsys.readouterr().err
+    # the probes measure rendering at 100 fps, the encoder at 20 fps, VMAF at 100 fps
+    clock.measured(render_fps=100.0, encode_fps=20.0, vmaf_fps=100.0)
+    assert clock.estimate("encode") == pytest.approx(60.0)  # 1000 / (1/100 + 1/20)^-1
+    assert clock.after("probes") == pytest.approx(61.0)  # + 100 samples at 100 fps
+    with ProgressBar(300, "probing (VMAF)", clock=clock, phase="probes") as bar:
+        bar.update(FrameProgress(250, 300, fps=5.0))  # 10 s left in this phase
+    assert "title ~0:01:11 left" in capsys.readouterr().err
+    with ProgressBar(1000, "encoding (x265)", clock=clock, phase="encode") as bar:
+        bar.update(FrameProgress(100, 1000, fps=30.0))  # the encode's own speed now rules
+    assert "title ~0:00:31 left" in capsys.readouterr().err
 
 
 def test_stderr_splitter_handles_arbitrary_chunks():

@@ -255,6 +255,8 @@ def test_target_quality_lands_on_the_target_against_the_script(tmp_path, two_sho
     assert abs(pool(scores).mean - 92) <= 1.5
     log = json.loads(result.log.read_text())
     assert log["title"]["scenes"] == 2 and log["target"]["vmaf"] == 92
+    # the whole title's time left was estimated when the final encode began
+    assert log["timing_s"]["encode_estimate_s"] > 0
     assert all(s["bits"] > 0 and s["measured_mean"] is not None for s in log["scenes"])
     # a tighter target costs bits: the CRFs it picks are lower
     tighter = encode(script, tmp_path / "tight.mkv", preset="ultrafast", progress=False,
@@ -276,13 +278,17 @@ def test_cut_outside_the_script_is_a_clear_error(tmp_path, two_shots):
 
 @needs_x265
 def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_clip):
-    # 4 chunks of 25 frames; each frame takes >= 20 ms, so the run can be killed mid-way
+    # 4 chunks of 25 frames; each frame takes >= 20 ms (read from a file the script names),
+    # so the run can be killed mid-way
+    delay = tmp_path / "delay.txt"
+    delay.write_text("0.02")
     script = tmp_path / "slow.vpy"
     script.write_text(
         "import time\nimport vapoursynth as vs\ncore = vs.core\n"
         f"c = core.bs.VideoSource({str(sample_clip('bikes'))!r})[:100]\n"
         "c = core.resize.Bilinear(c, 320, 136, format=vs.YUV420P10)\n"
-        "def slow(n, f):\n    time.sleep(0.02)\n    return f\n"
+        "DELAY = float(open('delay.txt').read())\n"
+        "def slow(n, f):\n    time.sleep(DELAY)\n    return f\n"
         "core.std.ModifyFrame(c, c, slow).set_output()\n",
         encoding="utf-8",
     )
@@ -308,7 +314,13 @@ def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_c
     first.wait()
     assert 2 <= len(done) < 4, "the run was not killed mid-way"
     assert not out.exists()
+    # what a kill leaves of the chunk in progress: its bitstream and x265's --csv log, here
+    # an empty one (killed before x265's first write)
+    work = tmp_path / ".out.vsremaster-work" / "chunks"
+    (work / f"{len(done):05d}.csv").write_text("")
 
+    # an edited comment (or a regenerated header) does not change the frames: still resumed
+    script.write_text("# edited between the runs\n" + script.read_text(), encoding="utf-8")
     second = subprocess.run(cmd, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert f"resuming: {len(done)} of 4 chunks already encoded" in second.stderr.replace("\n", " ")
@@ -325,6 +337,10 @@ def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_c
     assert parallel.returncode == 0, parallel.stderr
     assert "resuming" not in parallel.stderr
     assert frame_md5s(out) == frame_md5s(whole) and len(frame_md5s(whole)) == 100
+    # and its log counts each scene's bits once (x265 appends to a --csv the killed run left)
+    bits = [[s["bits"] for s in json.loads(path.with_suffix(".encode.json").read_text())["scenes"]]
+            for path in (out, whole)]
+    assert bits[0] == bits[1] and all(b > 0 for b in bits[0])
 
     # a corrupted chunk (same size, one byte changed) is not trusted: it is encoded again
     third_out = tmp_path / "again.mkv"
@@ -343,6 +359,7 @@ def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_c
     run3.wait()
     finished = json.loads(state3.read_text())["chunks"]
     assert 1 <= len(finished) < 4
+    shutil.copytree(state3.parent, tmp_path / ".touched.vsremaster-work")  # for the last case
     chunk = tmp_path / ".again.vsremaster-work" / "chunks" / "00000.hevc"
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -353,6 +370,17 @@ def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_c
     said = rerun.stderr.replace("\n", " ")
     assert (f"resuming: {trusted} of 4" in said) if trusted else ("already encoded" not in said)
     assert frame_md5s(third_out) == frame_md5s(whole)
+
+    # a file the script reads changed since the kill (same bytes, newer time, as a re-captured
+    # source or a new sidecar would): the chunks may hold other frames, so it starts over
+    stat = delay.stat()
+    os.utime(delay, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    cmd4 = [*cmd]
+    cmd4[cmd4.index(str(out))] = str(tmp_path / "touched.mkv")
+    touched = subprocess.run(cmd4, capture_output=True, text=True)
+    assert touched.returncode == 0, touched.stderr
+    said = touched.stderr.replace("\n", " ")
+    assert "starting over" in said and "delay.txt changed" in said and "resuming" not in said
 
 
 def frame_md5s(path) -> list[str]:

@@ -490,7 +490,10 @@ def _encode(script_path: Path, output: Path, **kwargs) -> None:
             f"{summary['scenes']} scenes, mean CRF {summary['crf']}"
             + (f", {what} VMAF {vmaf:.2f} on the probed frames" if vmaf is not None else "")
             + f", {summary['kbps']} kbit/s; time "
-            + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result.timing.items())
+            + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" + (
+                f" (estimated {result.timing[f'{k[:-2]}_estimate_s']:.1f} s)"
+                if f"{k[:-2]}_estimate_s" in result.timing else "")
+                for k, v in result.timing.items() if not k.endswith("_estimate_s"))
             + f"; decisions per scene: {result.log}"
         )
 

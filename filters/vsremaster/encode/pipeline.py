@@ -61,7 +61,14 @@ from .process import (
     sigterm_as_interrupt,
     x265_noise,
 )
-from .progress import FrameProgress, ProgressBar, is_vspipe_progress, parse_vspipe_progress
+from .progress import (
+    FrameProgress,
+    ProgressBar,
+    TitleClock,
+    format_seconds,
+    is_vspipe_progress,
+    parse_vspipe_progress,
+)
 from .target import (
     Scene,
     TargetQuality,
@@ -74,7 +81,7 @@ from .target import (
     zones_arg,
 )
 from .tools import ffmpeg_exe, ffmpeg_file, mkvmerge_exe, vspipe_exe, x265_exe
-from .workdir import WorkDir, fingerprint
+from .workdir import WorkDir, fingerprint, script_inputs
 from .x265 import (
     X265_DEFAULTS,
     X265_PRESETS,
@@ -131,7 +138,9 @@ class EncodeResult:
         log: Scene-based encodes: the JSON log of the decisions (``OUT.encode.json``).
         timing: Seconds per phase (``scenes_s``: finding the scenes, which renders the
             script once when neither an analysis report nor ``scenes`` names the cuts;
-            ``probe_s``, ``encode_s``, ``verify_s``).
+            ``probe_s``, ``encode_s``, ``verify_s``), and ``encode_estimate_s``: the final
+            encode's time as estimated when it began, from the speeds of rendering and
+            encoding the probes measured (:class:`~vsremaster.encode.progress.TitleClock`).
     """
 
     output: Path
@@ -556,7 +565,8 @@ def encode(
             "scenes": str(scenes),
             "chunks": chunks > 0, "chunk_seconds": chunk_seconds,
         }  # fmt: skip
-        work = WorkDir(output, fingerprint(script, settings), fresh=fresh)
+        named = script_inputs(script)
+        work = WorkDir(output, fingerprint(script, settings, named), inputs=named, fresh=fresh)
         tmp = work.path / f"tmp-{os.getpid()}"
         tmp.mkdir(exist_ok=True)
     else:
@@ -568,19 +578,30 @@ def encode(
     run = Runner(tmp)
     timing: dict[str, float] = {}
     title: list[Scene] = []
+    clock: TitleClock | None = None
     try:
         with sigterm_as_interrupt():
             audio_file = _extract_audio(run, ffmpeg, plan) if plan else None
             if work is not None:
+                clock = TitleClock(info.num_frames, 0, phases=(
+                    "scenes", *(("probes",) if target else ()), "encode",
+                    *(("verify",) if target and target.verify else ())))  # fmt: skip
                 t0 = time.monotonic()
-                title = _title_scenes(run, work, info, target, scenes, crf, progress)
+                title = _title_scenes(run, work, info, target, scenes, crf, progress, clock)
                 timing["scenes_s"] = time.monotonic() - t0  # a render when no cuts are named
+                clock.samples = sum(s.frames_sampled for s in title)
                 if target is not None:
                     timing["probe_s"] = probe_scenes(run, video, title, target,
                                                      save=lambda: _save_scenes(work, title),
-                                                     progress=progress)
+                                                     progress=progress, clock=clock)
+                estimate = clock.estimate("encode")
+                if estimate is not None:
+                    timing["encode_estimate_s"] = round(estimate, 1)
+                    log.info("title %s so far; the final encode should take about %s",
+                             format_seconds(clock.elapsed()), format_seconds(estimate))
                 t0 = time.monotonic()
-                hevc = _encode_chunks(run, work, video, title, chunks, chunk_seconds, progress)
+                hevc = _encode_chunks(run, work, video, title, chunks, chunk_seconds, progress,
+                                      clock)
                 timing["encode_s"] = time.monotonic() - t0
             elif use_x265:
                 hevc = tmp / "video.hevc"
@@ -609,7 +630,7 @@ def encode(
             _verify(partial, info, muxer)
             if target is not None and target.verify:
                 timing["verify_s"] = measure_scenes(run, video, partial, title, target,
-                                                    progress=progress)
+                                                    progress=progress, clock=clock)
             log_path = None
             if work is not None:
                 log_path = _write_log(output, info, video, target, title, timing)
@@ -673,6 +694,7 @@ def _title_scenes(
     scenes: Path | str | None,
     crf: float,
     progress: bool,
+    clock: TitleClock,
 ) -> list[Scene]:
     """The title's scenes: from an earlier run's state, else cut and sampled now."""
     if work.state.get("scenes"):
@@ -689,13 +711,16 @@ def _title_scenes(
         cuts, where = _report_cuts(info), "the analysis report"
         if cuts is None:
             log.info("finding scene cuts in %s (renders it once)", info.script.name)
-            with ProgressBar(n, "finding scenes", enabled=progress) as bar:
+            with ProgressBar(n, "finding scenes", enabled=progress, clock=clock,
+                             phase="scenes") as bar:
 
                 def line(text: str) -> None:
                     for report in parse_vspipe_progress(text):
                         bar.update(FrameProgress(report.done, n))
 
+                t0 = time.monotonic()
                 cuts, _ = script_scene_cuts(info.script, on_progress=line)
+                clock.measured(render_fps=n / max(time.monotonic() - t0, 1e-6))
             where = "the script's frames"
     cuts = check_cuts(cuts, n, where)
     fps = float(info.fps)
@@ -764,6 +789,7 @@ def _encode_chunks(
     chunks: int,
     chunk_seconds: float,
     progress: bool,
+    clock: TitleClock,
 ) -> Path:
     """Encode the scenes (each at its CRF, through zones) in chunks; skip chunks finished by
     an earlier run; join them into one raw HEVC stream. Returns its path."""
@@ -797,12 +823,15 @@ def _encode_chunks(
         log.info("encoding %d chunk(s) of whole scenes, %d at a time (a rerun after a kill "
                  "resumes at the first unfinished one)", len(jobs), min(chunks, len(jobs)))
     workers = max(1, min(chunks, len(pending))) if pending else 1
-    with ProgressBar(total, f"encoding ({video.name})", enabled=progress) as bar:
+    with ProgressBar(total, f"encoding ({video.name})", enabled=progress, clock=clock,
+                     phase="encode") as bar:
         bar.update(FrameProgress(sum(counts.values()), total))
 
         def one(name: str, group: list[Scene], record: dict[str, Any]) -> None:
             start, end = record["start"], record["end"]
             out, csv = work.chunk_path(name), work.chunk_path(name, ".csv")
+            for stale in (out, csv):  # a killed run's: x265 appends to an existing --csv
+                stale.unlink(missing_ok=True)
             base = base_crf(group)
             argv = video.argv(out, crf=base, zones=zones_arg(group, start, base), csv=csv)
             vspipe_argv = [str(vspipe_exe()), "-c", "y4m", "-p", "-s", str(start),

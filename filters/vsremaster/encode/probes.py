@@ -20,7 +20,13 @@ import numpy as np
 from .. import __version__
 from ..errors import EncodeError
 from .process import Runner, failure
-from .progress import FrameProgress, ProgressBar, is_vspipe_progress, parse_vspipe_progress
+from .progress import (
+    FrameProgress,
+    ProgressBar,
+    TitleClock,
+    is_vspipe_progress,
+    parse_vspipe_progress,
+)
 from .target import (
     Probe,
     Scene,
@@ -114,17 +120,21 @@ def _render_batch(
     total: int,
 ) -> Path:
     """The sample frames of ``batch`` as a ``.y4m``: rendered now (advancing ``bar`` from
-    ``done``), or the file kept from probing the same batch."""
+    ``done``; the speed goes to the bar's title clock), or the file kept from probing the
+    same batch."""
     reference = run.tmp / f"samples-{batch[0].index}-{batch[-1].index}.y4m"
     if reference.is_file():
         bar.update(FrameProgress(done + _sample_frames(batch), total))
         return reference
     spans = [span for scene in batch for span in scene.samples]
     partial = reference.with_suffix(".partial.y4m")
+    started = time.monotonic()
     render_frames(
         run, video.info.script, spans, partial,
         on_frames=lambda n: bar.update(FrameProgress(done + n, total)),
     )  # fmt: skip
+    if bar.clock is not None:
+        bar.clock.measured(render_fps=_sample_frames(batch) / max(time.monotonic() - started, 1e-6))
     partial.replace(reference)
     return reference
 
@@ -142,6 +152,7 @@ def probe_scenes(
     save: Callable[[], None],
     progress: bool = True,
     batch_bytes: int = BATCH_BYTES,
+    clock: TitleClock | None = None,
 ) -> float:
     """Decide the CRF of every scene that has none yet (``scene.crf is None``).
 
@@ -152,7 +163,8 @@ def probe_scenes(
     encoder and VMAF runs, however many scenes it holds.
 
     The probes are saved (``save()``) after every round and each scene when decided, so a
-    killed run resumes where it was.
+    killed run resumes where it was. The speeds of rendering, encoding and scoring go to
+    ``clock`` (the whole title's time left).
 
     Returns:
         Seconds spent.
@@ -171,7 +183,8 @@ def probe_scenes(
     total = 3 * _sample_frames(todo)  # rendering and two rounds; grows with a round more
     keep = target.verify and _frame_bytes(video) * _sample_frames(scenes) <= KEEP_BYTES
     done = 0
-    with ProgressBar(total, "probing (VMAF)", enabled=progress) as bar:
+    with ProgressBar(total, "probing (VMAF)", enabled=progress, clock=clock,
+                     phase="probes") as bar:
         for batch in _batches(todo, _frame_bytes(video), batch_bytes):
             reference = _render_batch(run, video, batch, bar, done, total)
             done += _sample_frames(batch)
@@ -194,7 +207,7 @@ def probe_scenes(
                     break
                 count = sum(s.frames_sampled for s, _ in plan)
                 total = max(total, done + count)
-                _probe_round(run, video, reference, positions, plan, target, fps)
+                _probe_round(run, video, reference, positions, plan, target, fps, clock)
                 done += count
                 bar.update(FrameProgress(done, total))
             if not keep:
@@ -240,6 +253,7 @@ def _probe_round(
     plan: Sequence[tuple[Scene, float]],
     target: TargetQuality,
     fps: float,
+    clock: TitleClock | None = None,
 ) -> None:
     """Encode the samples of the scenes in ``plan`` (each at its CRF) in one run, score
     them with one VMAF run and add a :class:`Probe` to each scene. A scene's samples start
@@ -265,12 +279,17 @@ def _probe_round(
     base = base_crf(parts)
     crfs = ", ".join(sorted({f"{c:g}" for _, c in plan}, key=float))
     argv = video.argv(out, crf=base, zones=zones_arg(parts, 0, base), csv=csv, source=source)
+    started = time.monotonic()
     run.run(video.name, argv, f"encoding probes at CRF {crfs}")
+    encoded = time.monotonic()
     ranges = [(s.start, s.end) for s in scored]
     scores = vmaf_scores(
         out, source, pix_fmt=video.pix_fmt, distorted_frames=ranges, reference_frames=ranges,
         log_dir=run.tmp,
     )  # fmt: skip
+    if clock is not None:
+        clock.measured(encode_fps=len(order) / max(encoded - started, 1e-6),
+                       vmaf_fps=len(scores) / max(time.monotonic() - encoded, 1e-6))
     scene_bits(csv, 0, scored)
     at = 0
     for (scene, crf), mine in zip(plan, segments, strict=True):
@@ -340,6 +359,7 @@ def measure_scenes(
     *,
     progress: bool = True,
     batch_bytes: int = BATCH_BYTES,
+    clock: TitleClock | None = None,
 ) -> float:
     """Score the finished file on each scene's sample frames and set ``measured_mean`` /
     ``measured_low``. The frames come from probing when it kept them (up to
@@ -348,7 +368,8 @@ def measure_scenes(
     fps = float(video.info.fps)
     total = _sample_frames(scenes)
     done = 0
-    with ProgressBar(total, "checking VMAF", enabled=progress) as bar:
+    with ProgressBar(total, "checking VMAF", enabled=progress, clock=clock,
+                     phase="verify") as bar:
         for batch in _batches(scenes, _frame_bytes(video), batch_bytes):
             reference = _render_batch(run, video, batch, bar, done, total)
             spans = [span for scene in batch for span in scene.samples]

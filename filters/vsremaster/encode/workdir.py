@@ -3,24 +3,29 @@
 ``.OUT.vsremaster-work/`` next to the output holds ``state.json`` (settings fingerprint,
 scenes with their probes and CRFs, finished chunks with frame count and SHA-256), the chunk
 bitstreams and the logs. It survives a failure, Ctrl-C or a killed process; a rerun with the
-same script (same bytes) and settings reuses every decided scene and every chunk whose file
-still has its recorded checksum and frame count. Different settings start over. The folder
-is removed when the output is finished.
+same script (same code; comments do not count), the same files the script names, the same
+vsremaster and the same settings reuses every decided scene and every chunk whose file
+still has its recorded checksum and frame count. Anything else starts over, and the log
+says what changed. The folder is removed when the output is finished.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
+import tokenize
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import EncodeError
 
-__all__ = ["WorkDir", "file_sha256", "fingerprint"]
+__all__ = ["WorkDir", "file_sha256", "fingerprint", "script_code", "script_inputs"]
 
 log = logging.getLogger("vsremaster.encode")
 
@@ -36,11 +41,66 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(script: Path, settings: dict[str, Any]) -> str:
-    """SHA-256 over the script's bytes and the settings that shape the output."""
-    digest = hashlib.sha256(Path(script).read_bytes())
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode("utf-8"))
+def script_code(script: Path) -> bytes:
+    """The script's Python tokens without comments and blank lines (its bytes when it does
+    not tokenize): what decides its frames. A regenerated header or an edited comment
+    keeps an interrupted encode resumable."""
+    data = Path(script).read_bytes()
+    try:
+        tokens = tokenize.tokenize(io.BytesIO(data).readline)
+        kept = [f"{tok.type}:{tok.string}" for tok in tokens
+                if tok.type not in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING)]
+    except (tokenize.TokenError, SyntaxError, UnicodeDecodeError):
+        return data
+    return "\n".join(kept).encode("utf-8")
+
+
+def script_inputs(script: Path) -> dict[str, list[int]]:
+    """Files the script names: every string literal that is the path of an existing file
+    (absolute, or relative to the script's folder, where vspipe runs it), other than the
+    script, mapped to ``[size in bytes, mtime in ns]``: a re-captured source, a new face
+    sidecar or a retrained model file changes these. Size and time, not a checksum: a
+    source can be tens of GB. Paths built at run time are not seen."""
+    script = Path(script)
+    try:
+        tree = ast.parse(script.read_bytes())
+    except (SyntaxError, ValueError, OSError):
+        return {}
+    found: dict[str, list[int]] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            continue
+        text = node.value
+        if not text or len(text) > 4096 or "\n" in text or "\0" in text:
+            continue
+        path = Path(text) if os.path.isabs(text) else script.parent / text
+        try:
+            if not path.is_file() or path.samefile(script):
+                continue
+            stat = path.stat()
+        except (OSError, ValueError):
+            continue
+        found[os.path.abspath(path)] = [stat.st_size, stat.st_mtime_ns]
+    return found
+
+
+def fingerprint(script: Path, settings: dict[str, Any], inputs: dict[str, list[int]]) -> str:
+    """SHA-256 over the script's code (:func:`script_code`), the files it names
+    (:func:`script_inputs`), vsremaster's version and the settings that shape the output."""
+    digest = hashlib.sha256(script_code(script))
+    extra = {"settings": settings, "inputs": inputs, "vsremaster": __version__}
+    digest.update(json.dumps(extra, sort_keys=True, default=str).encode("utf-8"))
     return digest.hexdigest()
+
+
+def _changes(before: dict[str, Any], inputs: dict[str, list[int]]) -> str:
+    """Why a saved state does not match: the files that changed, else a general reason."""
+    old = before.get("inputs")
+    if isinstance(old, dict) and old != inputs:
+        names = sorted(p for p in set(old) | set(inputs) if old.get(p) != inputs.get(p))
+        shown = ", ".join(Path(p).name for p in names[:3]) + (" …" if len(names) > 3 else "")
+        return f"{shown} changed since the interrupted run"
+    return "the script, vsremaster or the settings changed"
 
 
 class WorkDir:
@@ -48,24 +108,28 @@ class WorkDir:
 
     Args:
         output: The final ``.mkv``.
-        key: :func:`fingerprint` of the script and settings.
+        key: :func:`fingerprint` of the script, the files it names and the settings.
+        inputs: :func:`script_inputs`, kept to say which file changed.
         fresh: Discard whatever an earlier run left.
     """
 
-    def __init__(self, output: Path, key: str, *, fresh: bool = False) -> None:
+    def __init__(self, output: Path, key: str, *, inputs: dict[str, list[int]] | None = None,
+                 fresh: bool = False) -> None:
         self.path = output.parent / f".{output.stem}.vsremaster-work"
         self.key = key
         self.resumed = False
+        inputs = inputs or {}
         state = self._load()
         if state is not None and not fresh and state.get("key") == key:
             self.state = state
             self.resumed = True
         else:
             if state is not None:
-                why = "--fresh" if fresh else "the script or settings changed"
+                why = "--fresh" if fresh else _changes(state, inputs)
                 log.info("starting over in %s (%s)", self.path, why)
             shutil.rmtree(self.path, ignore_errors=True)
-            self.state = {"version": _VERSION, "key": key, "scenes": None, "chunks": {}}
+            self.state = {"version": _VERSION, "key": key, "inputs": inputs, "scenes": None,
+                          "chunks": {}}
         try:
             self.path.mkdir(exist_ok=True)
             (self.path / "chunks").mkdir(exist_ok=True)

@@ -123,13 +123,13 @@ def render_script(
         max_cache_mb: ``core.max_cache_size`` in MiB.
         analysis: the analysis ``report.json`` (relative to the script's folder or
             absolute), named in the script for ``vsremaster encode`` (scene cuts).
-    """
-    import time
 
+    The text depends on these inputs only (no date), so a rerun writes the same bytes and
+    an interrupted encode of the script resumes.
+    """
     return render_template(
         template,
         version=__version__,
-        generated=time.strftime("%Y-%m-%d %H:%M"),
         source=source,
         steps=chain.steps,
         notes=chain.notes,
