@@ -614,7 +614,9 @@ def test_progress_shows_the_time_left_in_the_whole_title(capsys, monkeypatch):
         bar.update(FrameProgress(500, 1000, fps=100.0))
     assert "title: time left unknown yet" in capsys.readouterr().err
     # the probes measure rendering at 100 fps, the encoder at 20 fps, VMAF at 100 fps
-    clock.measured(render_fps=100.0, encode_fps=20.0, vmaf_fps=100.0)
+    for kind, frames, seconds in [("render", 100, 1.0), ("encode", 150, 5.0),
+                                  ("encode", 50, 5.0), ("vmaf", 100, 1.0)]:
+        clock.measured(kind, frames, seconds)  # the encoder: 200 frames in 10 s in all
     assert clock.estimate("encode") == pytest.approx(60.0)  # 1000 / (1/100 + 1/20)^-1
     assert clock.after("probes") == pytest.approx(61.0)  # + 100 samples at 100 fps
     with ProgressBar(300, "probing (VMAF)", clock=clock, phase="probes") as bar:

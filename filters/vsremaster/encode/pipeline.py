@@ -720,7 +720,7 @@ def _title_scenes(
 
                 t0 = time.monotonic()
                 cuts, _ = script_scene_cuts(info.script, on_progress=line)
-                clock.measured(render_fps=n / max(time.monotonic() - t0, 1e-6))
+                clock.measured("render", n, time.monotonic() - t0)
             where = "the script's frames"
     cuts = check_cuts(cuts, n, where)
     fps = float(info.fps)

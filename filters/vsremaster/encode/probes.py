@@ -120,8 +120,8 @@ def _render_batch(
     total: int,
 ) -> Path:
     """The sample frames of ``batch`` as a ``.y4m``: rendered now (advancing ``bar`` from
-    ``done``; the speed goes to the bar's title clock), or the file kept from probing the
-    same batch."""
+    ``done``; the speed goes to the bar's title clock unless it has one), or the file kept
+    from probing the same batch."""
     reference = run.tmp / f"samples-{batch[0].index}-{batch[-1].index}.y4m"
     if reference.is_file():
         bar.update(FrameProgress(done + _sample_frames(batch), total))
@@ -133,8 +133,10 @@ def _render_batch(
         run, video.info.script, spans, partial,
         on_frames=lambda n: bar.update(FrameProgress(done + n, total)),
     )  # fmt: skip
-    if bar.clock is not None:
-        bar.clock.measured(render_fps=_sample_frames(batch) / max(time.monotonic() - started, 1e-6))
+    if bar.clock is not None and bar.clock.fps("render") is None:
+        # with its start-up and a seek per segment, a guide only when the title was not
+        # rendered whole to find its scenes
+        bar.clock.measured("render", _sample_frames(batch), time.monotonic() - started)
     partial.replace(reference)
     return reference
 
@@ -288,8 +290,8 @@ def _probe_round(
         log_dir=run.tmp,
     )  # fmt: skip
     if clock is not None:
-        clock.measured(encode_fps=len(order) / max(encoded - started, 1e-6),
-                       vmaf_fps=len(scores) / max(time.monotonic() - encoded, 1e-6))
+        clock.measured("encode", len(order), encoded - started)
+        clock.measured("vmaf", len(scores), time.monotonic() - encoded)
     scene_bits(csv, 0, scored)
     at = 0
     for (scene, crf), mine in zip(plan, segments, strict=True):

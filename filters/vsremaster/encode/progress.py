@@ -135,9 +135,10 @@ class TitleClock:
     The phase running measures itself (its bar's fps). The phases after it are estimated
     from the speeds measured so far (:meth:`measured`): the final encode at
     ``1 / (1 / render + 1 / encode)`` frames per second (script and encoder share the CPU;
-    the probes' encoder speed, on 12-frame segments that each start a shot, is a pessimistic
-    guide: the final encode took 0.65x the estimate on an encoder-bound title, 0.89x with a
-    denoising script), the check at the VMAF speed of the probes. Until the probes have
+    the probes' encoder speed over all rounds, on 12-frame segments that each start a shot,
+    is a pessimistic guide: the final encode took 0.76-0.83x the estimate on the
+    encoder-bound ``benchmarks/encode.py`` titles, about 0.9x with a denoising script), the
+    check at the VMAF speed of the probes. Until the probes have
     measured both speeds (while the scenes are found) the time left is unknown, and shown
     as such.
 
@@ -151,27 +152,30 @@ class TitleClock:
         self.started = time.monotonic()
         self.frames, self.samples = frames, samples
         self.phases = phases
-        self.render_fps: float | None = None
-        self.encode_fps: float | None = None
-        self.vmaf_fps: float | None = None
+        self._work: dict[str, list[float]] = {}  # kind -> [frames, seconds]
 
     def elapsed(self) -> float:
         """Seconds since the encode began."""
         return time.monotonic() - self.started
 
-    def measured(self, *, render_fps: float | None = None, encode_fps: float | None = None,
-                 vmaf_fps: float | None = None) -> None:
-        """Record speeds (frames per second) a phase measured: script rendering, the
-        encoder on probe frames, VMAF scoring."""
-        self.render_fps = render_fps or self.render_fps
-        self.encode_fps = encode_fps or self.encode_fps
-        self.vmaf_fps = vmaf_fps or self.vmaf_fps
+    def measured(self, kind: str, frames: int, seconds: float) -> None:
+        """Add work a phase timed: ``frames`` in ``seconds`` of ``kind`` (``"render"``: the
+        script, ``"encode"``: the encoder on probe frames, ``"vmaf"``: scoring)."""
+        done = self._work.setdefault(kind, [0.0, 0.0])
+        done[0] += frames
+        done[1] += seconds
+
+    def fps(self, kind: str) -> float | None:
+        """Frames per second of ``kind`` over all the work measured (None: none yet)."""
+        frames, seconds = self._work.get(kind, (0.0, 0.0))
+        return frames / seconds if frames and seconds > 0 else None
 
     def final_fps(self) -> float | None:
         """Expected speed of the final encode (script and encoder together)."""
-        if not self.render_fps or not self.encode_fps:
+        render, encode = self.fps("render"), self.fps("encode")
+        if render is None or encode is None:
             return None
-        return 1 / (1 / self.render_fps + 1 / self.encode_fps)
+        return 1 / (1 / render + 1 / encode)
 
     def estimate(self, phase: str) -> float | None:
         """Seconds the whole of ``phase`` should take (None: not known yet; the scenes and
@@ -180,7 +184,8 @@ class TitleClock:
             fps = self.final_fps()
             return self.frames / fps if fps else None
         if phase == "verify":  # seconds; 0 on a rerun whose probes ran in an earlier run
-            return self.samples / self.vmaf_fps if self.vmaf_fps else 0.0
+            vmaf = self.fps("vmaf")
+            return self.samples / vmaf if vmaf else 0.0
         return None
 
     def after(self, phase: str) -> float | None:
