@@ -470,6 +470,13 @@ def _rate(crf: float | None, vmaf: float | None, default_vmaf: float | None,
                                      probe_share=probe_share, verify=verify, balance=balance)
 
 
+def _phase_time(timing: dict[str, float], key: str) -> str:
+    """``encode 16.8 s (estimated 22.4 s)`` for ``timing[key]`` (``encode_s``)."""
+    phase = key.removesuffix("_s")
+    guess = timing.get(f"{phase}_estimate_s")
+    return f"{phase} {timing[key]:.1f} s" + (f" (estimated {guess:.1f} s)" if guess else "")
+
+
 def _encode(script_path: Path, output: Path, **kwargs) -> None:
     from .encode import encode, media_info
     from .encode.target import title_summary
@@ -490,10 +497,8 @@ def _encode(script_path: Path, output: Path, **kwargs) -> None:
             f"{summary['scenes']} scenes, mean CRF {summary['crf']}"
             + (f", {what} VMAF {vmaf:.2f} on the probed frames" if vmaf is not None else "")
             + f", {summary['kbps']} kbit/s; time "
-            + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" + (
-                f" (estimated {result.timing[f'{k[:-2]}_estimate_s']:.1f} s)"
-                if f"{k[:-2]}_estimate_s" in result.timing else "")
-                for k, v in result.timing.items() if not k.endswith("_estimate_s"))
+            + ", ".join(_phase_time(result.timing, key) for key in result.timing
+                        if not key.endswith("_estimate_s"))
             + f"; decisions per scene: {result.log}"
         )
 

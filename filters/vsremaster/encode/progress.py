@@ -138,9 +138,8 @@ class TitleClock:
     the probes' encoder speed over all rounds, on 12-frame segments that each start a shot,
     is a pessimistic guide: the final encode took 0.76-0.83x the estimate on the
     encoder-bound ``benchmarks/encode.py`` titles, about 0.9x with a denoising script), the
-    check at the VMAF speed of the probes. Until the probes have
-    measured both speeds (while the scenes are found) the time left is unknown, and shown
-    as such.
+    check at the VMAF speed of the probes. Until the probes have measured both speeds
+    (while the scenes are found) the time left is unknown, and shown as such.
 
     Args:
         frames: Frames of the title.
@@ -223,8 +222,8 @@ class ProgressBar:
         total: Number of frames expected.
         description: Text left of the bar.
         enabled: Draw anything at all.
-        clock: The whole title's time, shown after the bar (elapsed and time left over
-            every phase) when this bar is one ``phase`` of a scene-based encode.
+        clock: The whole title's clock: its time left (over every phase) is shown after
+            the bar when this bar is one ``phase`` of a scene-based encode.
         phase: The :class:`TitleClock` phase this bar shows.
     """
 
