@@ -293,6 +293,8 @@ class _NcnnSession:
 
 
 _OV_TYPES = {"f32": "float", "f64": "double", "f16": "float16", "i64": "int64", "i32": "int32"}
+
+
 @functools.cache
 def _ov_core():
     """The process's ``openvino.Core`` (it holds the CPU plugin)."""
