@@ -318,12 +318,26 @@ def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_c
     # an empty one (killed before x265's first write)
     work = tmp_path / ".out.vsremaster-work" / "chunks"
     (work / f"{len(done):05d}.csv").write_text("")
+    # and its temporary folder; a kill while muxing would also leave the partial file, a
+    # single-pass encode its own temporary folder: the rerun removes what the dead process
+    # left, and keeps what a live one (this test) is using
+    left = [tmp_path / ".out.vsremaster-work" / f"tmp-{first.pid}",
+            tmp_path / f".out.partial-{first.pid}.mkv", tmp_path / f".out.vsremaster-{first.pid}-x1"]
+    assert left[0].is_dir()
+    left[1].write_bytes(b"\0" * 1000)
+    left[2].mkdir()
+    (left[2] / "video.hevc").write_bytes(b"\0" * 1000)
+    alive = tmp_path / f".out.partial-{os.getpid()}.mkv"
+    alive.write_bytes(b"")
 
     # an edited comment (or a regenerated header) does not change the frames: still resumed
     script.write_text("# edited between the runs\n" + script.read_text(), encoding="utf-8")
     second = subprocess.run(cmd, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert f"resuming: {len(done)} of 4 chunks already encoded" in second.stderr.replace("\n", " ")
+    assert "left by an interrupted encode of out.mkv" in second.stderr
+    assert not any(p.exists() for p in left) and alive.exists()
+    alive.unlink()
     info = media_info(out)
     assert info.frames == 100 and info.video_codec == "hevc"
     assert not (tmp_path / ".out.vsremaster-work").exists()
@@ -439,6 +453,22 @@ def test_killed_probing_resumes_from_the_saved_probe_rounds(tmp_path, two_shots)
     assert "resuming" not in newer.stderr
     probed = json.loads((tmp_path / "newer.encode.json").read_text())["scenes"]
     assert probed[0]["probes"][0]["kbps"] > 0  # probed again
+
+    # killed after the probes decided every scene: the rerun probes nothing, yet still knows
+    # how long its final encode should take (the speeds the killed run measured are saved)
+    assert {"render", "encode", "vmaf"} <= set(saved["speeds"])
+    decided = tmp_path / ".decided.vsremaster-work"
+    shutil.copytree(state.parent, decided)
+    final = json.loads((tmp_path / "whole.encode.json").read_text())["scenes"]
+    for scene, reference in zip(saved["scenes"], final, strict=True):
+        for key in ("crf", "limited_by", "predicted_mean", "predicted_low"):
+            scene[key] = reference[key]
+    (decided / "state.json").write_text(json.dumps(saved))
+    rerun = run("decided.mkv")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming: 2 scenes known, 2 decided" in rerun.stderr.replace("\n", " ")
+    timing = json.loads((tmp_path / "decided.encode.json").read_text())["timing_s"]
+    assert timing["probe_s"] == 0 and timing["encode_estimate_s"] > 0
 
     second = run("out.mkv")
     assert second.returncode == 0, second.stderr

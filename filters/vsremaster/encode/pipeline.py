@@ -81,7 +81,7 @@ from .target import (
     zones_arg,
 )
 from .tools import ffmpeg_exe, ffmpeg_file, mkvmerge_exe, vspipe_exe, x265_exe
-from .workdir import WorkDir, fingerprint, script_inputs
+from .workdir import WorkDir, fingerprint, remove_leftovers, script_inputs, temp_prefix
 from .x265 import (
     X265_DEFAULTS,
     X265_PRESETS,
@@ -555,6 +555,7 @@ def encode(
             raise InputError(f"The output {output} would overwrite the source {other}.")
     plan = _plan_audio(audio, info)
 
+    remove_leftovers(output)
     work: WorkDir | None = None
     if scene_based:
         settings = {
@@ -571,7 +572,7 @@ def encode(
         tmp.mkdir(exist_ok=True)
     else:
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{output.stem}.vsremaster-", dir=output.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(output), dir=output.parent))
         except OSError as err:
             raise EncodeError(f"Cannot write in {output.parent}: {err}") from err
     partial = output.parent / f".{output.stem}.partial-{os.getpid()}.mkv"
@@ -585,15 +586,16 @@ def encode(
             if work is not None:
                 clock = TitleClock(info.num_frames, 0, phases=(
                     "scenes", *(("probes",) if target else ()), "encode",
-                    *(("verify",) if target and target.verify else ())))  # fmt: skip
+                    *(("verify",) if target and target.verify else ())),
+                    work=work.state.get("speeds"))  # fmt: skip
                 t0 = time.monotonic()
                 title = _title_scenes(run, work, info, target, scenes, crf, progress, clock)
                 timing["scenes_s"] = time.monotonic() - t0  # a render when no cuts are named
                 clock.samples = sum(s.frames_sampled for s in title)
                 if target is not None:
-                    timing["probe_s"] = probe_scenes(run, video, title, target,
-                                                     save=lambda: _save_scenes(work, title),
-                                                     progress=progress, clock=clock)
+                    timing["probe_s"] = probe_scenes(
+                        run, video, title, target, save=lambda: _save_scenes(work, title, clock),
+                        progress=progress, clock=clock)  # fmt: skip
                 estimate = clock.estimate("encode")
                 if estimate is not None:
                     timing["encode_estimate_s"] = round(estimate, 1)
@@ -681,8 +683,10 @@ def _encode_pass(run: Runner, video: VideoEncoder, out: Path, crf: float, progre
 # --------------------------------------------------------------------------- scene mode
 
 
-def _save_scenes(work: WorkDir, scenes: list[Scene]) -> None:
+def _save_scenes(work: WorkDir, scenes: list[Scene], clock: TitleClock) -> None:
+    """Save the scenes and the speeds measured so far (a resumed run's time left)."""
     work.state["scenes"] = [s.to_dict() for s in scenes]
+    work.state["speeds"] = clock.work
     work.save()
 
 
@@ -733,7 +737,7 @@ def _title_scenes(
         for i, (a, b) in enumerate(spans)
     ]  # fmt: skip
     log.info("%d scenes (cuts from %s)", len(title), where)
-    _save_scenes(work, title)
+    _save_scenes(work, title, clock)
     return title
 
 

@@ -145,13 +145,22 @@ class TitleClock:
         frames: Frames of the title.
         samples: Frames the probes score (0 without target quality).
         phases: The phases this encode runs, in order.
+        work: What an interrupted run of the same encode measured (its :attr:`work`), so
+            a resumed run whose scenes and probes are done still knows the speeds.
+
+    Attributes:
+        work: ``{kind: [frames, seconds]}`` measured so far (JSON-ready).
     """
 
-    def __init__(self, frames: int, samples: int, *, phases: tuple[str, ...]) -> None:
+    def __init__(self, frames: int, samples: int, *, phases: tuple[str, ...],
+                 work: dict[str, list[float]] | None = None) -> None:
         self.started = time.monotonic()
         self.frames, self.samples = frames, samples
         self.phases = phases
-        self._work: dict[str, list[float]] = {}  # kind -> [frames, seconds]
+        self.work: dict[str, list[float]] = {
+            kind: [float(v[0]), float(v[1])] for kind, v in (work or {}).items()
+            if isinstance(v, list) and len(v) == 2
+        }  # fmt: skip
 
     def elapsed(self) -> float:
         """Seconds since the encode began."""
@@ -160,13 +169,13 @@ class TitleClock:
     def measured(self, kind: str, frames: int, seconds: float) -> None:
         """Add work a phase timed: ``frames`` in ``seconds`` of ``kind`` (``"render"``: the
         script, ``"encode"``: the encoder on probe frames, ``"vmaf"``: scoring)."""
-        done = self._work.setdefault(kind, [0.0, 0.0])
+        done = self.work.setdefault(kind, [0.0, 0.0])
         done[0] += frames
         done[1] += seconds
 
     def fps(self, kind: str) -> float | None:
         """Frames per second of ``kind`` over all the work measured (None: none yet)."""
-        frames, seconds = self._work.get(kind, (0.0, 0.0))
+        frames, seconds = self.work.get(kind, (0.0, 0.0))
         return frames / seconds if frames and seconds > 0 else None
 
     def final_fps(self) -> float | None:
@@ -182,9 +191,9 @@ class TitleClock:
         if phase == "encode":
             fps = self.final_fps()
             return self.frames / fps if fps else None
-        if phase == "verify":  # seconds; 0 on a rerun whose probes ran in an earlier run
+        if phase == "verify":
             vmaf = self.fps("vmaf")
-            return self.samples / vmaf if vmaf else 0.0
+            return self.samples / vmaf if vmaf else None
         return None
 
     def after(self, phase: str) -> float | None:

@@ -7,6 +7,12 @@ same script (same code; comments do not count), the same files the script names,
 vsremaster and the same settings reuses every decided scene and every chunk whose file
 still has its recorded checksum and frame count. Anything else starts over, and the log
 says what changed. The folder is removed when the output is finished.
+
+A run killed outright (SIGKILL, power loss) cannot tidy up: its temporary folder
+(``tmp-PID`` in the work folder, or ``.OUT.vsremaster-PID-*`` next to the output for a
+single-pass encode, with sample frames of up to 2 GiB) and its ``.OUT.partial-PID.mkv`` stay
+behind. The next encode of the same output removes them (:func:`remove_leftovers`) once the
+process that made them is gone.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tokenize
 from pathlib import Path
@@ -25,12 +32,85 @@ from typing import Any
 from .. import __version__
 from ..errors import EncodeError
 
-__all__ = ["WorkDir", "file_sha256", "fingerprint", "script_code", "script_inputs"]
+__all__ = [
+    "WorkDir",
+    "file_sha256",
+    "fingerprint",
+    "remove_leftovers",
+    "script_code",
+    "script_inputs",
+    "temp_prefix",
+]
 
 log = logging.getLogger("vsremaster.encode")
 
 _STATE = "state.json"
 _VERSION = 1
+
+
+def temp_prefix(output: Path) -> str:
+    """Name prefix of a single-pass encode's temporary folder next to ``output`` (the
+    process id in it tells :func:`remove_leftovers` whose it is)."""
+    return f".{output.stem}.vsremaster-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    """False only when no process ``pid`` exists (POSIX; elsewhere assumed alive, so
+    nothing is removed: Windows has no harmless ``kill(pid, 0)``)."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, as another user
+        return True
+    return True
+
+
+def remove_leftovers(output: Path) -> int:
+    """Remove the temporary folders and partial files that killed encodes of ``output``
+    left (see the module's docstring) when their process no longer exists; those of a
+    run still going are kept.
+
+    Returns:
+        Bytes freed.
+    """
+    output = Path(output)
+    stem = re.escape(output.stem)
+    beside = re.compile(rf"\.{stem}\.(?:partial-(\d+)\.mkv|vsremaster-(\d+)-.+)")
+    within = re.compile(r"tmp-(\d+)|\.state\.json\.(\d+)")
+    found: list[Path] = []
+    for folder, pattern in ((output.parent, beside),
+                            (output.parent / f".{output.stem}.vsremaster-work", within)):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            match = pattern.fullmatch(name)
+            if match and not _pid_alive(int(match.group(1) or match.group(2))):
+                found.append(folder / name)
+    freed = 0
+    for path in found:
+        freed += _size(path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if found:
+        log.info("removed %d file(s) left by an interrupted encode of %s (%.1f MB)",
+                 len(found), output.name, freed / 1e6)
+    return freed
+
+
+def _size(path: Path) -> int:
+    try:
+        if path.is_symlink() or not path.is_dir():
+            return path.lstat().st_size
+        return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_symlink())
+    except OSError:
+        return 0
 
 
 def file_sha256(path: Path) -> str:
