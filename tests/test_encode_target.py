@@ -322,7 +322,8 @@ def test_killed_chunked_encode_resumes_without_redoing_chunks(tmp_path, sample_c
     # single-pass encode its own temporary folder: the rerun removes what the dead process
     # left, and keeps what a live one (this test) is using
     left = [tmp_path / ".out.vsremaster-work" / f"tmp-{first.pid}",
-            tmp_path / f".out.partial-{first.pid}.mkv", tmp_path / f".out.vsremaster-{first.pid}-x1"]
+            tmp_path / f".out.partial-{first.pid}.mkv",
+            tmp_path / f".out.vsremaster-{first.pid}-k2v_9xq0"]
     assert left[0].is_dir()
     left[1].write_bytes(b"\0" * 1000)
     left[2].mkdir()

@@ -22,11 +22,12 @@
 5. ``os.replace`` onto the final name.
 
 Intermediate files live in a temporary folder next to the output (raw HEVC can be large)
-which is always removed; a scene-based encode keeps its work folder
-(:mod:`~vsremaster.encode.workdir`) until the output is finished, so a rerun resumes. On any failure, including Ctrl-C, every program still running is
-killed, the partial file is removed, nothing is left under (or replaces) the final name,
-and :class:`~vsremaster.errors.EncodeError` names the program that failed, its exit status
-and its last messages.
+which is always removed (by the next encode of the same output when a kill left it); a
+scene-based encode keeps its work folder (:mod:`~vsremaster.encode.workdir`) until the
+output is finished, so a rerun resumes. On any failure, including Ctrl-C, every program
+still running is killed, the partial file is removed, nothing is left under (or replaces)
+the final name, and :class:`~vsremaster.errors.EncodeError` names the program that failed,
+its exit status and its last messages.
 """
 
 from __future__ import annotations

@@ -40,12 +40,18 @@ __all__ = [
     "script_code",
     "script_inputs",
     "temp_prefix",
+    "work_folder",
 ]
 
 log = logging.getLogger("vsremaster.encode")
 
 _STATE = "state.json"
 _VERSION = 1
+
+
+def work_folder(output: Path) -> Path:
+    """The work folder of ``output``'s scene-based encode."""
+    return output.parent / f".{output.stem}.vsremaster-work"
 
 
 def temp_prefix(output: Path) -> str:
@@ -78,11 +84,11 @@ def remove_leftovers(output: Path) -> int:
     """
     output = Path(output)
     stem = re.escape(output.stem)
-    beside = re.compile(rf"\.{stem}\.(?:partial-(\d+)\.mkv|vsremaster-(\d+)-.+)")
+    # tempfile.mkdtemp adds 8 characters of [a-z0-9_] to temp_prefix
+    beside = re.compile(rf"\.{stem}\.(?:partial-(\d+)\.mkv|vsremaster-(\d+)-[a-z0-9_]{{8}})")
     within = re.compile(r"tmp-(\d+)|\.state\.json\.(\d+)")
     found: list[Path] = []
-    for folder, pattern in ((output.parent, beside),
-                            (output.parent / f".{output.stem}.vsremaster-work", within)):
+    for folder, pattern in ((output.parent, beside), (work_folder(output), within)):
         try:
             names = os.listdir(folder)
         except OSError:
@@ -97,7 +103,10 @@ def remove_leftovers(output: Path) -> int:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as err:
+                log.warning("cannot remove %s: %s", path, err)
     if found:
         log.info("removed %d file(s) left by an interrupted encode of %s (%.1f MB)",
                  len(found), output.name, freed / 1e6)
@@ -195,7 +204,7 @@ class WorkDir:
 
     def __init__(self, output: Path, key: str, *, inputs: dict[str, list[int]] | None = None,
                  fresh: bool = False) -> None:
-        self.path = output.parent / f".{output.stem}.vsremaster-work"
+        self.path = work_folder(output)
         self.key = key
         self.resumed = False
         inputs = inputs or {}
