@@ -85,6 +85,20 @@ def test_script_command_and_help(tmp_path, sample_clip):
         assert option in helped.stdout
 
 
+@pytest.mark.parametrize("command", ["remaster", "encode", "faces track"])
+def test_help_paragraphs_fill_an_80_column_terminal(command):
+    """A command's description wraps once, at the terminal's width: no line of a paragraph
+    but its last stops short of the margin (the docstring's own breaks are not kept)."""
+    helped = run(*command.split(), "--help", env={**os.environ, "COLUMNS": "80"})
+    assert helped.returncode == 0, helped.stderr
+    description = helped.stdout.split("Usage:", 1)[1].split("╭", 1)[0].splitlines()[1:]
+    paragraphs = "\n".join(line.rstrip() for line in description).strip().split("\n\n")
+    assert len(paragraphs) >= 2
+    for paragraph in paragraphs:
+        lines = paragraph.splitlines()
+        assert all(len(line) >= 60 for line in lines[:-1]), lines
+
+
 @pytest.mark.parametrize("case", ["corrupt", "missing-model", "bad-trim", "bad-preset",
                                   "crf-and-target", "floor-with-crf", "x265-crf"])
 def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case):

@@ -5,6 +5,7 @@ Run ``vsremaster COMMAND --help`` for each command's options.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -681,6 +682,29 @@ def samples(
     if name not in SAMPLES:
         raise typer.BadParameter(f"unknown sample {name!r}; choose one of {', '.join(SAMPLES)}")
     print(sample_path(name))
+
+
+def _unwrap(text: str) -> str:
+    """``text`` with the line breaks inside each paragraph joined: typer keeps a
+    docstring's own breaks, which a terminal narrower than the source lines then wraps a
+    second time into a ragged column. List items (``- ``) keep their own lines."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        lines = paragraph.splitlines()
+        joined = lines[:1]
+        for line in lines[1:]:
+            if line.lstrip().startswith("- "):
+                joined.append(line)
+            else:
+                joined[-1] += " " + line.strip()
+        paragraphs.append("\n".join(joined))
+    return "\n\n".join(paragraphs)
+
+
+for _typer_app in (app, models_app, faces_app):
+    for _command in _typer_app.registered_commands:
+        if _command.help is None and _command.callback is not None and _command.callback.__doc__:
+            _command.help = _unwrap(_command.callback.__doc__)
 
 
 def main() -> None:
