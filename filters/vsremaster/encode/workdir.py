@@ -108,8 +108,9 @@ def remove_leftovers(output: Path) -> int:
             except OSError as err:
                 log.warning("cannot remove %s: %s", path, err)
     if found:
-        log.info("removed %d file(s) left by an interrupted encode of %s (%.1f MB)",
-                 len(found), output.name, freed / 1e6)
+        names = ", ".join(p.name for p in found[:3]) + (" …" if len(found) > 3 else "")
+        log.info("removed %s, left by an interrupted encode of %s (%.1f MB)", names,
+                 output.name, freed / 1e6)
     return freed
 
 
