@@ -701,10 +701,15 @@ def _unwrap(text: str) -> str:
     return "\n\n".join(paragraphs)
 
 
-for _typer_app in (app, models_app, faces_app):
-    for _command in _typer_app.registered_commands:
-        if _command.help is None and _command.callback is not None and _command.callback.__doc__:
-            _command.help = _unwrap(_command.callback.__doc__)
+def _unwrap_command_help() -> None:
+    """Give every command whose help is its docstring that docstring :func:`_unwrap`-ped."""
+    for group in (app, models_app, faces_app):
+        for command in group.registered_commands:
+            if command.help is None and command.callback is not None and command.callback.__doc__:
+                command.help = _unwrap(command.callback.__doc__)
+
+
+_unwrap_command_help()
 
 
 def main() -> None:
