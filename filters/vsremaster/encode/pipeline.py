@@ -82,7 +82,14 @@ from .target import (
     zones_arg,
 )
 from .tools import ffmpeg_exe, ffmpeg_file, mkvmerge_exe, vspipe_exe, x265_exe
-from .workdir import WorkDir, fingerprint, remove_leftovers, script_inputs, temp_prefix
+from .workdir import (
+    WorkDir,
+    fingerprint,
+    partial_path,
+    remove_leftovers,
+    script_inputs,
+    temp_prefix,
+)
 from .x265 import (
     X265_DEFAULTS,
     X265_PRESETS,
@@ -569,14 +576,13 @@ def encode(
         }  # fmt: skip
         named = script_inputs(script)
         work = WorkDir(output, fingerprint(script, settings, named), inputs=named, fresh=fresh)
-        tmp = work.path / f"tmp-{os.getpid()}"
-        tmp.mkdir(exist_ok=True)
+        tmp = work.temp_folder()
     else:
         try:
             tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(output), dir=output.parent))
         except OSError as err:
             raise EncodeError(f"Cannot write in {output.parent}: {err}") from err
-    partial = output.parent / f".{output.stem}.partial-{os.getpid()}.mkv"
+    partial = partial_path(output)
     run = Runner(tmp)
     timing: dict[str, float] = {}
     title: list[Scene] = []

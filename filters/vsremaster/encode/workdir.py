@@ -36,6 +36,7 @@ __all__ = [
     "WorkDir",
     "file_sha256",
     "fingerprint",
+    "partial_path",
     "remove_leftovers",
     "script_code",
     "script_inputs",
@@ -52,6 +53,11 @@ _VERSION = 1
 def work_folder(output: Path) -> Path:
     """The work folder of ``output``'s scene-based encode."""
     return output.parent / f".{output.stem}.vsremaster-work"
+
+
+def partial_path(output: Path) -> Path:
+    """Where this process muxes ``output`` before renaming it onto the final name."""
+    return output.parent / f".{output.stem}.partial-{os.getpid()}.mkv"
 
 
 def temp_prefix(output: Path) -> str:
@@ -84,7 +90,8 @@ def remove_leftovers(output: Path) -> int:
     """
     output = Path(output)
     stem = re.escape(output.stem)
-    # tempfile.mkdtemp adds 8 characters of [a-z0-9_] to temp_prefix
+    # the names partial_path, temp_prefix (+ mkdtemp's 8 characters of [a-z0-9_]),
+    # WorkDir.temp_folder and WorkDir.save give
     beside = re.compile(rf"\.{stem}\.(?:partial-(\d+)\.mkv|vsremaster-(\d+)-[a-z0-9_]{{8}})")
     within = re.compile(r"tmp-(\d+)|\.state\.json\.(\d+)")
     found: list[Path] = []
@@ -239,6 +246,12 @@ class WorkDir:
         partial = self.path / f".{_STATE}.{os.getpid()}"
         partial.write_text(json.dumps(self.state, indent=1), encoding="utf-8")
         os.replace(partial, target)
+
+    def temp_folder(self) -> Path:
+        """This process's temporary folder in the work folder (created)."""
+        folder = self.path / f"tmp-{os.getpid()}"
+        folder.mkdir(exist_ok=True)
+        return folder
 
     def chunk_path(self, name: str, suffix: str = ".hevc") -> Path:
         return self.path / "chunks" / f"{name}{suffix}"
