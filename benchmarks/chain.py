@@ -89,6 +89,56 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+# The CUDA device's name when the stages run on it (the torch backend on a GPU machine), else
+# None; set once by main().
+GPU: str | None = None
+
+
+def cuda_device(backend: str) -> str | None:
+    """The name of the GPU the ``torch`` backend runs on, or None (CPU, or another backend)."""
+    if backend != "torch":
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+
+def machine_peaks() -> tuple[float, float, str]:
+    """(GFLOP/s, GB/s, what the FLOP/s figure is) of the machine the models run on: on a GPU
+    torch's float16 GEMM (the upscaler's precision; float32 stages run on TF32 tensor cores,
+    whose peak is half of it) and a device-to-device copy; else numpy's float32 GEMM."""
+    if GPU:
+        import torch
+        from chain_torch import peak_tbps, peak_tflops
+
+        return (1e3 * peak_tflops("cuda", torch.float16), 1e3 * peak_tbps("cuda"),
+                "float16 GEMM, torch 8192²")
+    return peak_gflops(), peak_gbps(), "float32 GEMM, numpy 2048²"
+
+
+def reset_peaks() -> None:
+    """Reset the peak resident memory (and the peak GPU memory on a GPU)."""
+    reset_peak_rss()
+    if GPU:
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory() -> str:
+    """Peak resident MiB since :func:`reset_peaks`; on a GPU also the peak GPU memory torch
+    reserved (its caching allocator's pools; the CUDA context, about 0.5 GiB, not included)."""
+    rss = f"{proc_status_mib('VmHWM'):.0f}"
+    if GPU:
+        import torch
+
+        return f"{rss} / {torch.cuda.max_memory_reserved() / 2**20:.0f}"
+    return rss
+
+
 # ---------------------------------------------------------------- FLOPs from the graph
 
 
@@ -171,14 +221,45 @@ def graph_cost(model: Path, feeds: tuple) -> tuple[float, float]:
 # ---------------------------------------------------------------- clips
 
 
-def interlaced_source(frames: int) -> vs.VideoNode:
-    """``frames`` TFF frames of 720×480 real footage, each woven from two real frames."""
+def interlaced_source(frames: int, saved: Path | None = None) -> vs.VideoNode:
+    """``frames`` TFF frames of 720×480 real footage, each woven from two real frames; from
+    ``saved`` (written by ``--save-source``) where the machine has no source plugin."""
+    if saved is not None:
+        return load_source(saved, frames)
     clip = core.bs.VideoSource(str(sample_path("vtest")))
     clip = core.std.CropAbs(clip, *SIZE, (clip.width - SIZE[0]) // 2, (clip.height - SIZE[1]) // 2)
     clip = clip[: 2 * frames].std.SetFrameProps(_Matrix=6, _FieldBased=0)
     fields = core.std.SeparateFields(clip, tff=True)
     woven = core.std.DoubleWeave(core.std.SelectEvery(fields, 4, [0, 3]), tff=True)[::2]
     return core.std.SetFieldBased(woven, 2)
+
+
+def save_source(clip: vs.VideoNode, path: Path) -> None:
+    """The frames of ``clip`` (8-bit planar) as a ``.npz`` of one array per plane."""
+    planes = [[np.asarray(f[p]).copy() for f in clip.frames()] for p in range(clip.format.num_planes)]
+    np.savez_compressed(path, fps=np.array([clip.fps.numerator, clip.fps.denominator]),
+                        **{f"plane{p}": np.stack(v) for p, v in enumerate(planes)})
+    print(f"source: {path} ({clip.num_frames} frames)")
+
+
+def load_source(path: Path, frames: int) -> vs.VideoNode:
+    """The first ``frames`` frames saved by :func:`save_source` (YUV420P8, TFF, BT.601)."""
+    data = np.load(path)
+    planes = [data[f"plane{p}"] for p in range(3)]
+    if len(planes[0]) < frames:
+        raise SystemExit(f"{path} holds {len(planes[0])} frames; --frames {frames} asked")
+    blank = core.std.BlankClip(format=vs.YUV420P8, width=SIZE[0], height=SIZE[1],
+                               length=frames, fpsnum=int(data["fps"][0]),
+                               fpsden=int(data["fps"][1]), keep=True)
+
+    def fill(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        out = f.copy()
+        for p, plane in enumerate(planes):
+            np.copyto(np.asarray(out[p]), plane[n])
+        return out
+
+    clip = core.std.ModifyFrame(blank, blank, fill).std.SetFrameProps(_Matrix=6)
+    return core.std.SetFieldBased(clip, 2)
 
 
 def held(clip: vs.VideoNode) -> vs.VideoNode:
@@ -196,7 +277,7 @@ def run_stage(name: str, make, src: vs.VideoNode, log: InferenceLog, peaks: tupl
     if warm:
         make(src).get_frame(0)
         log.take()
-    reset_peak_rss()
+    reset_peaks()
     start = time.perf_counter()
     out = make(src)
     kept = held(out)
@@ -233,7 +314,7 @@ def table_row(name: str, out: vs.VideoNode, seconds: float, calls: dict, peaks: 
     else:
         ml = "- | - | - | - | - | -"
     text = (f"| {name} | {out.width}x{out.height} | {out.num_frames} | {rate:.3f} | "
-            f"{1000 / rate:.0f} | {proc_status_mib("VmHWM"):.0f} | {ml} |")
+            f"{1000 / rate:.0f} | {peak_memory()} | {ml} |")
     print(text, flush=True)
     return text
 
@@ -245,18 +326,29 @@ def main() -> None:
     ap.add_argument("--sr-model", default=None, help="upscale model (default: the auto preset's)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="VapourSynth threads")
     ap.add_argument("--backend", default="auto", help="vsremaster backend for every stage")
+    ap.add_argument("--num-streams", type=int, default=None, help="sessions (frames in flight)"
+                    " per ML stage (default: the stages' own, 1 on a CPU, 2 on a GPU)")
     ap.add_argument("--record", action="store_true", help="append the tables to RESULTS.md")
     ap.add_argument("--workload", type=Path, help="write every stage's model calls to this JSON "
                     "(for chain_torch.py on a GPU machine)")
+    ap.add_argument("--save-source", type=Path, metavar="NPZ", help="write the source frames "
+                    "here and stop (for a machine without the source plugin; see carry.py)")
+    ap.add_argument("--source", type=Path, metavar="NPZ", help="read the source frames from "
+                    "a --save-source file instead of decoding the sample")
     args = ap.parse_args()
     core.num_threads = args.threads
+    if args.save_source:
+        save_source(interlaced_source(args.frames), args.save_source)
+        return
     sr_model = args.sr_model or resolve_preset("auto")[0].upscale_model
-    backend = args.backend
+    backend, streams = args.backend, args.num_streams
+    global GPU
+    GPU = cuda_device(backend)
 
-    peaks = (peak_gflops(), peak_gbps())
-    print(f"peak: {peaks[0]:.0f} GFLOP/s (float32 GEMM), {peaks[1]:.1f} GB/s (copy)", flush=True)
+    *peaks, peak_what = machine_peaks()
+    print(f"peak: {peaks[0]:.0f} GFLOP/s ({peak_what}), {peaks[1]:.1f} GB/s (copy)", flush=True)
     log = InferenceLog()
-    source = held(interlaced_source(args.frames))
+    source = held(interlaced_source(args.frames, args.source))
     face_model = installed_restorer()
     sigma: list[float] = []
 
@@ -266,14 +358,17 @@ def main() -> None:
         return sigma
 
     stages = [
-        ("deinterlace", lambda c: vsr.deinterlace(c, tff=True, backend=backend)),
+        ("deinterlace", lambda c: vsr.deinterlace(c, tff=True, backend=backend,
+                                                  num_streams=streams)),
         # sigma as the generated script passes it (measured by the analysis): here measured
         # once, on the first input the stage sees, and reused by the whole chain
-        ("denoise", lambda c: vsr.denoise(c, sigma=measured(c), backend=backend)),
-        ("descratch", lambda c: vsr.descratch(c, backend=backend)),
-        (f"upscale {sr_model}", lambda c: vsr.upscale(c, model=sr_model, backend=backend)),
+        ("denoise", lambda c: vsr.denoise(c, sigma=measured(c), backend=backend,
+                                          num_streams=streams)),
+        ("descratch", lambda c: vsr.descratch(c, backend=backend, num_streams=streams)),
+        (f"upscale {sr_model}", lambda c: vsr.upscale(c, model=sr_model, backend=backend,
+                                                      num_streams=streams)),
     ]
-    rows = ["| stage | output | frames | fps | ms/frame | peak RSS MiB | GFLOP/frame | "
+    rows = [f"| stage | output | frames | fps | ms/frame | peak RSS{' / VRAM' if GPU else ''} MiB | GFLOP/frame | "
             "GFLOP/s | % peak FLOP/s | GB/frame | GB/s | % peak GB/s |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     clip, done, inputs = source, [], {}
@@ -303,7 +398,7 @@ def main() -> None:
     # End to end: all stages in one graph (they overlap across VapourSynth's threads), the
     # graph built inside the timing (descratch reads its input's frame 0 while it is built).
     log.take()
-    reset_peak_rss()
+    reset_peaks()
     start = time.perf_counter()
     chain = source
     for _, make in stages:
@@ -316,7 +411,39 @@ def main() -> None:
         write_workload(args.workload, done)
 
     # The SR stage's peer: vs-mlrt ort.Model, same ONNX, same held input frames.
-    sr_in = inputs[f"upscale {sr_model}"]
+    peer_rows = ["vs-mlrt is not run on the GPU: its CUDA and TensorRT plugins (and "
+                 "onnxruntime-gpu) cannot be carried to the lent machine (64 MiB per call, no "
+                 "network); its CPU plugin would time the CPU."] if GPU else \
+        sr_peer_rows(inputs[f"upscale {sr_model}"], sr_model, backend, log)
+    table = "\n".join(rows) + "\n\n" + "\n".join(peer_rows)
+    print(table)
+    if args.record:
+        from _common import package_versions
+
+        machine = f"GPU: {GPU}, torch backend" if GPU else "CPU"
+        versions = package_versions("torch") if GPU else \
+            package_versions("onnxruntime", "openvino", "ncnn")
+        record(
+            f"Whole chain on 720x480 real footage ({machine}): {sr_model}",
+            {"vapoursynth": str(core.core_version.release_major), **versions,
+             **package_versions("numpy"), "threads": str(args.threads), "backend": backend},
+            table,
+            f"Machine peak measured in the same run: {peaks[0]:.0f} GFLOP/s ({peak_what}), "
+            f"{peaks[1]:.1f} GB/s (copy, read + write). Each stage is timed "
+            "alone on its held input (graph building included); 'sum of the stages' adds "
+            "their times; the whole chain builds and runs them in one graph. FLOPs are nominal (direct convolution) at the shapes "
+            "run (tiles, padding and every plane included); bytes are every node's inputs, "
+            "weights and outputs once; ncnn's Winograd convolutions do fewer multiplies than "
+            "that count, so an upscaler on ncnn can pass 100 % of the GEMM peak. Peak RSS "
+            "includes the held input frames" + ("; peak VRAM is what torch's allocator "
+            "reserved (CUDA context not included)" if GPU else "") + ". The face "
+            "pass runs on the source bobbed by resize.Bob, as `script` runs it on an "
+            "interlaced source.",
+        )
+
+
+def sr_peer_rows(sr_in: vs.VideoNode, sr_model: str, backend: str, log: InferenceLog) -> list[str]:
+    """The SR stage against vs-mlrt's ``ort.Model`` (CPU provider, same ONNX) on ``sr_in``."""
     rgb = core.std.Limiter(core.resize.Bicubic(sr_in, format=vs.RGBS), 0.0, 1.0)
     rgb = held(rgb)
     with tempfile.TemporaryDirectory() as tmp:
@@ -330,33 +457,11 @@ def main() -> None:
                                    ("vs-mlrt ort.Model", peer))}
         log.take()
     ratio = speeds["vsremaster upscale (RGBS in/out)"] / speeds["vs-mlrt ort.Model"]
-    peer_rows = ["| SR model | input | vsremaster fps | vs-mlrt ort.Model fps | ratio |",
-                 "|---|---|---|---|---|",
-                 f"| {sr_model} (x{spec.scale}) | {rgb.width}x{rgb.height} RGBS, "
-                 f"{rgb.num_frames - 1} frames | {speeds['vsremaster upscale (RGBS in/out)']:.3f} | "
-                 f"{speeds['vs-mlrt ort.Model']:.3f} | {ratio:.2f} |"]
-    table = "\n".join(rows) + "\n\n" + "\n".join(peer_rows)
-    print(table)
-    if args.record:
-        from _common import package_versions
-
-        record(
-            f"Whole chain on 720x480 real footage (CPU): {sr_model}",
-            {"vapoursynth": str(core.core_version.release_major),
-             **package_versions("onnxruntime", "openvino", "ncnn", "numpy"),
-             "threads": str(args.threads), "backend": backend},
-            table,
-            f"Machine peak measured in the same run: {peaks[0]:.0f} GFLOP/s (float32 GEMM, "
-            f"numpy 2048²), {peaks[1]:.1f} GB/s (copy, read + write). Each stage is timed "
-            "alone on its held input (graph building included); 'sum of the stages' adds "
-            "their times; the whole chain builds and runs them in one graph. FLOPs are nominal (direct convolution) at the shapes "
-            "run (tiles, padding and every plane included); bytes are every node's inputs, "
-            "weights and outputs once; ncnn's Winograd convolutions do fewer multiplies than "
-            "that count, so an upscaler on ncnn can pass 100 % of the GEMM peak. Peak RSS "
-            "includes the held input frames. The face "
-            "pass runs on the source bobbed by resize.Bob, as `script` runs it on an "
-            "interlaced source.",
-        )
+    return ["| SR model | input | vsremaster fps | vs-mlrt ort.Model fps | ratio |",
+            "|---|---|---|---|---|",
+            f"| {sr_model} (x{spec.scale}) | {rgb.width}x{rgb.height} RGBS, "
+            f"{rgb.num_frames - 1} frames | {speeds['vsremaster upscale (RGBS in/out)']:.3f} | "
+            f"{speeds['vs-mlrt ort.Model']:.3f} | {ratio:.2f} |"]
 
 
 def write_workload(path: Path, stages: list[Stage]) -> None:

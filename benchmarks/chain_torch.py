@@ -95,6 +95,9 @@ def main() -> None:
                     default="bf16" if torch.cuda.is_available() else "fp32",
                     help="default: bf16 on a GPU, fp32 on a CPU (bf16 is emulated there)")
     ap.add_argument("--compile", action="store_true", help="torch.compile each model")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="weights and inputs in channels-last (NHWC) memory order, as the "
+                    "torch backend runs them on CUDA")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     device, dtype = args.device, DTYPES[args.precision]
@@ -131,12 +134,15 @@ def main() -> None:
                 missing.append(call["model"])
                 continue
             module = OnnxModule(path).to(device).eval()
+            if args.channels_last:
+                module = module.to(memory_format=torch.channels_last)
             modules[call["model"]] = torch.compile(module) if args.compile else module
         if missing:
             print(f"| {stage['name']} | missing or different: {', '.join(missing)} | | | | | |")
             continue
-        feeds = [[torch.rand(shape, device=device) for _, shape in call["feeds"]]
-                 for call in stage["calls"]]
+        layout = torch.channels_last if args.channels_last else torch.contiguous_format
+        feeds = [[torch.rand(shape, device=device).contiguous(memory_format=layout)
+                  for _, shape in call["feeds"]] for call in stage["calls"]]
 
         def run() -> None:
             with torch.inference_mode(), torch.autocast(

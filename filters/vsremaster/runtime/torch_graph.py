@@ -295,15 +295,30 @@ class OnnxModule(torch.nn.Module):
                                  persistent=False)
             self._const_attr[name] = attr
         self._steps = builder.steps
+        # the values each step is the last to read (not outputs or constants): dropped after
+        # it, so a forward holds only the live activations (RRDB x4plus on a 720x480 frame:
+        # tens of GiB if every intermediate is kept)
+        last: dict[str, int] = {}
+        for k, (_, ins, _) in enumerate(self._steps):
+            for name in ins:
+                if name:
+                    last[name] = k
+        keep = set(self.output_names) | set(self._const_attr)
+        self._drop: list[list[str]] = [[] for _ in self._steps]
+        for name, k in last.items():
+            if name not in keep:
+                self._drop[k].append(name)
 
     def forward(self, *inputs):
         env = dict(zip(self.input_names, inputs))
         for name, attr in self._const_attr.items():
             env[name] = getattr(self, attr)
-        for fn, ins, outs in self._steps:
+        for (fn, ins, outs), drop in zip(self._steps, self._drop, strict=True):
             result = fn(*(env[i] for i in ins if i))
             if len(outs) == 1:
                 env[outs[0]] = result
             else:
                 env.update(zip(outs, result))
+            for name in drop:
+                del env[name]
         return [env[name] for name in self.output_names]
