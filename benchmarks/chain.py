@@ -35,6 +35,16 @@ files do) so the SR stage has its peer in the same run.
     python benchmarks/chain.py --frames 6 --sr-model realesr-animevideov3-x4 --record
 
 Needs the 'bench' extra (vapoursynth-mlrt-ort) and the models (``vsremaster models fetch``).
+
+On a GPU machine with PyTorch and no VapourSynth (the lent ones), ``carry.py`` brings the
+VapourSynth core and the models, ``--save-source`` here and ``--source`` there bring the
+source frames (no source plugin is needed), and ``--backend torch`` runs every stage on
+CUDA. The peaks are then torch's float16 GEMM and a device-to-device copy, the memory column
+adds the peak GPU memory torch reserved, and the vs-mlrt peer is not run (its GPU plugins
+cannot be carried there).
+
+    python chain.py --frames 30 --save-source ../.gpu/source.npz           # here
+    python3 chain.py --frames 30 --source ../.gpu/source.npz --backend torch --record  # there
 """
 
 from __future__ import annotations
