@@ -48,6 +48,19 @@ def test_bob_keeps_each_fields_lines_and_restores_the_frames(progressive, tff):
     assert min(scores) > 33
 
 
+def test_a_single_interlaced_frame_is_bobbed_too(progressive):
+    """A clip shorter than the five-field window (one frame: a still, a title card) gives its
+    two fields, each with its own lines kept (it used to fail in a Trim inside the stage)."""
+    il = interlace(progressive, tff=True)[:1]
+    out = vsr.deinterlace(il)
+    src = core.std.SeparateFields(il, tff=True)
+    assert out.num_frames == 2
+    for n, kept in ((0, 0), (1, 1)):
+        assert np.array_equal(np.asarray(out.get_frame(n)[0])[kept::2],
+                              np.asarray(src.get_frame(n)[0]))
+    assert psnr(luma(out, 0), luma(progressive, 0)) > 24  # 26.0 alone, 39.2 with neighbours
+
+
 def test_wrong_field_order_is_worse_and_the_argument_wins_over_props(progressive):
     il = interlace(progressive, tff=True)
     right, wrong = vsr.deinterlace(il), vsr.deinterlace(il, tff=False)

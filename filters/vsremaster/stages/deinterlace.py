@@ -13,6 +13,7 @@ from ..models.store import stage_model_path
 from ..runtime.frames import check_clip
 from ..runtime.session import Backend, SessionConfig, check_backend, get_pool, stream_count
 from ..runtime.tiling import plan_tiles, run_tiled
+from .temporal import neighbour_clips
 
 __all__ = ["deinterlace", "DEFAULT_DEINTERLACE_MODEL", "field_order"]
 
@@ -168,12 +169,7 @@ def deinterlace(
     src = core.std.SetFieldBased(clip, 2 if order else 1)
     fields = core.std.SeparateFields(src, tff=order)  # 2N fields, durations halved
     total = fields.num_frames
-    shifted = {0: fields}
-    for d in _OFFSETS:
-        if d < 0:
-            shifted[d] = fields[0] * -d + fields[:d]
-        else:
-            shifted[d] = fields[d:] + fields[-1] * d
+    shifted = neighbour_clips(fields, _OFFSETS)
     frames = core.std.AddBorders(fields, bottom=fields.height)  # full-height canvas
     if rate == "single":
         frames = core.std.SelectEvery(frames, 2, 0)
