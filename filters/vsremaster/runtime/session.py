@@ -26,7 +26,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -409,27 +409,24 @@ class _TorchSession:
         torch = self._torch
         names = self._module.output_names
         wanted = names if output_names is None else output_names
-        hosts = [torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.float32))
-                 for name in self._module.input_names]
-        if self._stream is None:
-            with torch.inference_mode(), torch.autocast(
-                self.device, dtype=self._dtype or torch.float32, enabled=self._dtype is not None
-            ):
-                ys = self._forward(*hosts)
-            return [ys[names.index(n)].float().numpy() for n in wanted]
-        with torch.cuda.stream(self._stream), torch.inference_mode():
-            xs = [_channels_last(x.pin_memory().to(self.device, non_blocking=True))
-                  for x in hosts]
-            with torch.autocast("cuda", dtype=self._dtype or torch.float32,
+        cuda = self._stream is not None
+        with torch.cuda.stream(self._stream) if cuda else nullcontext(), torch.inference_mode():
+            xs = [torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.float32))
+                  for name in self._module.input_names]
+            if cuda:
+                xs = [_channels_last(x.pin_memory().to(self.device, non_blocking=True))
+                      for x in xs]
+            with torch.autocast(self.device, dtype=self._dtype or torch.float32,
                                 enabled=self._dtype is not None):
                 ys = self._forward(*xs)
-            outs = []
-            for n in wanted:
-                y = ys[names.index(n)].float().contiguous()
-                out = torch.empty(y.shape, dtype=torch.float32, pin_memory=True)
-                outs.append(out.copy_(y, non_blocking=True))
-        self._stream.synchronize()
-        return [out.numpy() for out in outs]
+            outs = [ys[names.index(n)].to(torch.float32, memory_format=torch.contiguous_format)
+                    for n in wanted]
+            if cuda:
+                outs = [torch.empty(y.shape, dtype=torch.float32, pin_memory=True)
+                        .copy_(y, non_blocking=True) for y in outs]
+        if cuda:
+            self._stream.synchronize()
+        return [y.numpy() for y in outs]
 
 
 def _channels_last(x):
