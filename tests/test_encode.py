@@ -553,6 +553,56 @@ def test_interrupt_kills_everything_and_cleans_up(tmp_path):
     assert stray.stdout.strip() == ""
 
 
+@pytest.mark.skipif(not HAVE_X265, reason="x265 not on PATH")
+def test_a_second_encode_of_the_same_output_stops_while_the_first_runs(tmp_path):
+    # a user starting the same command twice: the second would share the first one's
+    # partial file and work folder; it must stop at once and leave the first one's work be
+    script = write_script(
+        tmp_path,
+        """
+        import time
+        clip = core.std.BlankClip(width=96, height=64, length=100, format=vs.YUV420P8)
+        def slow(n, f):
+            time.sleep(0.03)
+            return f
+        clip.std.ModifyFrame(clip, slow).set_output()
+        """,
+    )
+    out = tmp_path / "out.mkv"
+    cmd = [sys.executable, "-m", "vsremaster", "encode", str(script), "-o", str(out),
+           "--crf", "30", "--preset", "ultrafast", "--audio", "none", "--no-progress"]
+    first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / ".out.vsremaster-lock"
+    deadline = time.monotonic() + 30
+    while not (lock.exists() and lock.read_text().strip()):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.02)
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    assert second.returncode == 1
+    assert f"Another encode of out.mkv is running (process {first.pid})" in second.stderr
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert media_info(out).frames == 100
+    assert leftovers(tmp_path, script, out) == []  # the lock file goes with the run
+    # once the first is done, the same command runs again
+    third = subprocess.run(cmd, capture_output=True, text=True)
+    assert third.returncode == 0, third.stderr
+
+
+def test_a_killed_runs_lock_file_does_not_block_the_next_encode(tmp_path):
+    from vsremaster.encode.workdir import OutputLock
+
+    out = tmp_path / "out.mkv"
+    stale = tmp_path / ".out.vsremaster-lock"
+    stale.write_text("999999\n")  # what a SIGKILL leaves: the file, no lock held on it
+    with OutputLock(out):
+        assert stale.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(EncodeError, match=rf"out.mkv is running \(process {os.getpid()}\)"):
+            with OutputLock(out):
+                pass
+    assert not stale.exists()
+
+
 def test_vspipe_unconfigured_tells_user_to_run_vapoursynth_config(tmp_path):
     env = dict(os.environ, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"))
     code = textwrap.dedent(

@@ -83,6 +83,7 @@ from .target import (
 )
 from .tools import ffmpeg_exe, ffmpeg_file, mkvmerge_exe, vspipe_exe, x265_exe
 from .workdir import (
+    OutputLock,
     WorkDir,
     fingerprint,
     partial_path,
@@ -563,102 +564,104 @@ def encode(
             raise InputError(f"The output {output} would overwrite the source {other}.")
     plan = _plan_audio(audio, info)
 
-    remove_leftovers(output)
-    work: WorkDir | None = None
-    if scene_based:
-        settings = {
-            "frames": info.num_frames, "size": [info.width, info.height],
-            "fps": str(info.fps), "format": info.format_name, "encoder": video.name,
-            "preset": preset, "depth": depth, "params": video.params, "crf": float(crf),
-            "target": {**target.as_dict(), "method": METHOD} if target else None,
-            "scenes": str(scenes),
-            "chunks": chunks > 0, "chunk_seconds": chunk_seconds,
-        }  # fmt: skip
-        named = script_inputs(script)
-        work = WorkDir(output, fingerprint(script, settings, named), inputs=named, fresh=fresh)
-        tmp = work.temp_folder()
-    else:
+    with OutputLock(output):  # a second encode of output stops here
+        remove_leftovers(output)
+        work: WorkDir | None = None
+        if scene_based:
+            settings = {
+                "frames": info.num_frames, "size": [info.width, info.height],
+                "fps": str(info.fps), "format": info.format_name, "encoder": video.name,
+                "preset": preset, "depth": depth, "params": video.params, "crf": float(crf),
+                "target": {**target.as_dict(), "method": METHOD} if target else None,
+                "scenes": str(scenes),
+                "chunks": chunks > 0, "chunk_seconds": chunk_seconds,
+            }  # fmt: skip
+            named = script_inputs(script)
+            work = WorkDir(output, fingerprint(script, settings, named), inputs=named, fresh=fresh)
+            tmp = work.temp_folder()
+        else:
+            try:
+                tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(output), dir=output.parent))
+            except OSError as err:
+                raise EncodeError(f"Cannot write in {output.parent}: {err}") from err
+        partial = partial_path(output)
+        run = Runner(tmp)
+        timing: dict[str, float] = {}
+        title: list[Scene] = []
+        clock: TitleClock | None = None
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(output), dir=output.parent))
-        except OSError as err:
-            raise EncodeError(f"Cannot write in {output.parent}: {err}") from err
-    partial = partial_path(output)
-    run = Runner(tmp)
-    timing: dict[str, float] = {}
-    title: list[Scene] = []
-    clock: TitleClock | None = None
-    try:
-        with sigterm_as_interrupt():
-            audio_file = _extract_audio(run, ffmpeg, plan) if plan else None
-            if work is not None:
-                clock = TitleClock(info.num_frames, 0, phases=(
-                    "scenes", *(("probes",) if target else ()), "encode",
-                    *(("verify",) if target and target.verify else ())),
-                    work=work.state.get("speeds"))  # fmt: skip
-                t0 = time.monotonic()
-                title = _title_scenes(run, work, info, target, scenes, crf, progress, clock)
-                timing["scenes_s"] = time.monotonic() - t0  # a render when no cuts are named
-                clock.samples = sum(s.frames_sampled for s in title)
-                if target is not None:
-                    timing["probe_s"] = probe_scenes(
-                        run, video, title, target, save=lambda: _save_scenes(work, title, clock),
-                        progress=progress, clock=clock)  # fmt: skip
-                estimate = clock.estimate("encode")
-                if estimate is not None:
-                    timing["encode_estimate_s"] = round(estimate, 1)
-                    log.info("title %s so far; the final encode should take about %s",
-                             format_seconds(clock.elapsed()), format_seconds(estimate))
-                t0 = time.monotonic()
-                hevc = _encode_chunks(run, work, video, title, chunks, chunk_seconds, progress,
-                                      clock)
-                timing["encode_s"] = time.monotonic() - t0
-            elif use_x265:
-                hevc = tmp / "video.hevc"
-                _encode_pass(run, video, hevc, crf, progress)
-            else:
-                hevc = tmp / "video.mkv"
-                _encode_pass(run, video, hevc, crf, progress)
-
-            if hevc.suffix == ".hevc":
-                assert mkvmerge is not None
-                rate = f"{info.fps.numerator}/{info.fps.denominator}fps"
-                mux = [str(mkvmerge), "--quiet", "--output", str(partial),
-                       "--default-duration", f"0:{rate}", str(hevc)]
-                if audio_file is not None:
-                    mux += ["--no-video", str(audio_file)]
-                muxer = run.run("mkvmerge", mux, f"muxing {output.name}", ok=(0, 1))
-            else:
-                mux = [str(ffmpeg), "-hide_banner", "-nostdin", "-nostats", "-y", "-copyts",
-                       "-i", ffmpeg_file(hevc)]
-                if audio_file is not None:
-                    mux += ["-i", ffmpeg_file(audio_file), "-map", "0:v:0", "-map", "1:a:0"]
+            with sigterm_as_interrupt():
+                audio_file = _extract_audio(run, ffmpeg, plan) if plan else None
+                if work is not None:
+                    clock = TitleClock(info.num_frames, 0, phases=(
+                        "scenes", *(("probes",) if target else ()), "encode",
+                        *(("verify",) if target and target.verify else ())),
+                        work=work.state.get("speeds"))  # fmt: skip
+                    t0 = time.monotonic()
+                    title = _title_scenes(run, work, info, target, scenes, crf, progress, clock)
+                    timing["scenes_s"] = time.monotonic() - t0  # a render when no cuts are named
+                    clock.samples = sum(s.frames_sampled for s in title)
+                    if target is not None:
+                        timing["probe_s"] = probe_scenes(
+                            run, video, title, target,
+                            save=lambda: _save_scenes(work, title, clock),
+                            progress=progress, clock=clock)  # fmt: skip
+                    estimate = clock.estimate("encode")
+                    if estimate is not None:
+                        timing["encode_estimate_s"] = round(estimate, 1)
+                        log.info("title %s so far; the final encode should take about %s",
+                                 format_seconds(clock.elapsed()), format_seconds(estimate))
+                    t0 = time.monotonic()
+                    hevc = _encode_chunks(run, work, video, title, chunks, chunk_seconds, progress,
+                                          clock)
+                    timing["encode_s"] = time.monotonic() - t0
+                elif use_x265:
+                    hevc = tmp / "video.hevc"
+                    _encode_pass(run, video, hevc, crf, progress)
                 else:
-                    mux += ["-map", "0:v:0"]
-                mux += ["-c", "copy", "-f", "matroska", ffmpeg_file(partial)]
-                muxer = run.run("ffmpeg", mux, f"muxing {output.name}")
-            _verify(partial, info, muxer)
-            if target is not None and target.verify:
-                timing["verify_s"] = measure_scenes(run, video, partial, title, target,
-                                                    progress=progress, clock=clock)
-            log_path = None
-            if work is not None:
-                log_path = _write_log(output, info, video, target, title, timing)
-            os.replace(partial, output)
-    except KeyboardInterrupt as interrupt:
-        run.kill_all()
-        _remove(partial)
-        kept = f" Rerun the same command to resume from {work.path}." if work else ""
-        raise EncodeInterrupted(
-            f"Encoding {script.name} was interrupted; {output.name} was not written.{kept}"
-        ) from interrupt
-    except BaseException:
-        run.kill_all()
-        _remove(partial)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if work is not None:
-        work.remove()
+                    hevc = tmp / "video.mkv"
+                    _encode_pass(run, video, hevc, crf, progress)
+
+                if hevc.suffix == ".hevc":
+                    assert mkvmerge is not None
+                    rate = f"{info.fps.numerator}/{info.fps.denominator}fps"
+                    mux = [str(mkvmerge), "--quiet", "--output", str(partial),
+                           "--default-duration", f"0:{rate}", str(hevc)]
+                    if audio_file is not None:
+                        mux += ["--no-video", str(audio_file)]
+                    muxer = run.run("mkvmerge", mux, f"muxing {output.name}", ok=(0, 1))
+                else:
+                    mux = [str(ffmpeg), "-hide_banner", "-nostdin", "-nostats", "-y", "-copyts",
+                           "-i", ffmpeg_file(hevc)]
+                    if audio_file is not None:
+                        mux += ["-i", ffmpeg_file(audio_file), "-map", "0:v:0", "-map", "1:a:0"]
+                    else:
+                        mux += ["-map", "0:v:0"]
+                    mux += ["-c", "copy", "-f", "matroska", ffmpeg_file(partial)]
+                    muxer = run.run("ffmpeg", mux, f"muxing {output.name}")
+                _verify(partial, info, muxer)
+                if target is not None and target.verify:
+                    timing["verify_s"] = measure_scenes(run, video, partial, title, target,
+                                                        progress=progress, clock=clock)
+                log_path = None
+                if work is not None:
+                    log_path = _write_log(output, info, video, target, title, timing)
+                os.replace(partial, output)
+        except KeyboardInterrupt as interrupt:
+            run.kill_all()
+            _remove(partial)
+            kept = f" Rerun the same command to resume from {work.path}." if work else ""
+            raise EncodeInterrupted(
+                f"Encoding {script.name} was interrupted; {output.name} was not written.{kept}"
+            ) from interrupt
+        except BaseException:
+            run.kill_all()
+            _remove(partial)
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if work is not None:
+            work.remove()
 
     seconds = time.monotonic() - started
     return EncodeResult(

@@ -13,6 +13,10 @@ A run killed outright (SIGKILL, power loss) cannot tidy up: its temporary folder
 single-pass encode, with sample frames of up to 2 GiB) and its ``.OUT.partial-PID.mkv`` stay
 behind. The next encode of the same output removes them (:func:`remove_leftovers`) once the
 process that made them is gone.
+
+An encode holds ``OUT``'s lock (:class:`OutputLock`, ``.OUT.vsremaster-lock`` next to it)
+from start to finish, so a second encode of the same output stops at once with a clear error
+instead of sharing the work folder and the partial file; a killed run's lock goes with it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .. import __version__
 from ..errors import EncodeError
 
 __all__ = [
+    "OutputLock",
     "WorkDir",
     "file_sha256",
     "fingerprint",
@@ -66,6 +71,77 @@ def temp_prefix(output: Path) -> str:
     return f".{output.stem}.vsremaster-{os.getpid()}-"
 
 
+class OutputLock:
+    """An exclusive ``flock`` on ``.OUT.vsremaster-lock`` next to ``output``, held (as a
+    context manager) while ``output`` is encoded. The kernel keeps it for this process and
+    drops it when the process ends, however it ends, so it also tells a run in another PID
+    namespace (a container sharing the folder on this machine) from a dead one, which a PID
+    cannot. The file
+    holds the owner's PID, for the error message, and is removed on release.
+
+    Without ``fcntl`` (Windows) or on a filesystem that refuses locks, the encode runs
+    unlocked (a warning in the second case).
+
+    Raises:
+        EncodeError: on entry, when another encode of ``output`` holds the lock, or the
+            folder cannot be written.
+    """
+
+    def __init__(self, output: Path) -> None:
+        self.output = Path(output)
+        self.path = self.output.parent / f".{self.output.stem}.vsremaster-lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        while self._fd is None:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise EncodeError(f"Cannot write in {self.output.parent}: {err}") from err
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise EncodeError(
+                    f"Another encode of {self.output.name} is running (process {holder}); "
+                    "wait for it to finish, or stop it and run this again."
+                ) from None
+            except OSError as err:  # ENOLCK, EOPNOTSUPP: a filesystem without locks
+                os.close(fd)
+                log.warning("cannot lock %s (%s); not guarded against a second encode of it",
+                            self.path.name, err)
+                return self
+            # a finishing run removes the file, then releases its lock: a lock taken on a
+            # file no longer at the path is taken again on the one there now
+            try:
+                here = os.stat(self.path)
+                mine = os.fstat(fd)
+                if (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
+                    self._fd = fd
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode("ascii"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+        os.close(self._fd)  # releases the lock
+        self._fd = None
+
+
 def _pid_alive(pid: int) -> bool:
     """False only when no process ``pid`` exists (POSIX; elsewhere assumed alive, so
     nothing is removed: Windows has no harmless ``kill(pid, 0)``)."""
@@ -83,7 +159,8 @@ def _pid_alive(pid: int) -> bool:
 def remove_leftovers(output: Path) -> int:
     """Remove the temporary folders and partial files that killed encodes of ``output``
     left (see the module's docstring) when their process no longer exists; those of a
-    run still going are kept.
+    run still going are kept. Called with ``output``'s :class:`OutputLock` held, so no other
+    encode of it runs, even one whose PID means nothing here.
 
     Returns:
         Bytes freed.
