@@ -17,7 +17,8 @@ For each title:
    largest CRF with P1 >= the target-quality P1; its size and VMAF;
 4. with ``--oracle``: the best any per-scene CRF choice could do at that P1
    (:func:`best_allocation` over whole-title encodes at the integer CRFs around it), the
-   bound the saving can reach on the title.
+   bound the saving can reach on the title; and the same bound for a CRF per chunk of
+   :data:`ORACLE_CHUNKS` frames within each scene (finer than the zones ``encode`` writes).
 
 Reported: both sizes and the saving, mean/P1 of both, |mean - target|, and the probe
 overhead (probe time / final encode time). Same preset and parameter set for both.
@@ -130,13 +131,14 @@ def frame_bits(mkv: Path) -> np.ndarray:
 
 def best_allocation(spans: list[tuple[int, int]], grid: dict[float, tuple[np.ndarray, np.ndarray]],
                     p1_goal: float) -> tuple[list[float], float, float, float]:
-    """The per-scene CRFs (from ``grid``: CRF -> per-frame VMAF and bits of a full encode at
-    that CRF) with the fewest bits whose pooled P1 reaches ``p1_goal``: an upper bound on
-    what any per-scene CRF choice can save (it knows every frame's score; frames are taken
-    from whole-title encodes, so a zone's effect on its neighbours is left out).
+    """The CRF per span (scenes or chunks; from ``grid``: CRF -> per-frame VMAF and bits of a
+    full encode at that CRF) with the fewest bits whose pooled P1 reaches ``p1_goal``: an
+    upper bound on what any CRF choice per span can save (it knows every frame's score;
+    frames are taken from whole-title encodes, so a zone's effect on its neighbours is left
+    out).
 
     P1 >= goal holds when at most ~1 % of the frames score below the goal, which is additive
-    over scenes: a knapsack over the scenes on that count, checked on the pooled frames.
+    over spans: a knapsack over the spans on that count, checked on the pooled frames.
     Returns (CRFs, bits, mean, P1)."""
     frames = spans[-1][1]
     for allowed in range(int(0.01 * frames) + 2, -1, -1):
@@ -159,10 +161,20 @@ def best_allocation(spans: list[tuple[int, int]], grid: dict[float, tuple[np.nda
     raise RuntimeError("no allocation reaches the goal (the grid misses the fixed CRF)")
 
 
-def oracle_saving(script: Path, folder: Path, reference: Path, spans: list[tuple[int, int]],
-                  fixed_crf: float, fixed: Path, preset: str) -> str:
-    """Saving of :func:`best_allocation` over the fixed-CRF encode at that encode's P1, from
-    whole-title encodes at every integer CRF within 4 of it (and itself)."""
+ORACLE_CHUNKS = (64, 32)  # chunk lengths (frames) of the finer oracles
+
+
+def chunked(spans: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
+    """``spans`` cut into chunks of at most ``length`` frames (a scene's last chunk is the
+    rest)."""
+    return [(s, min(b, s + length)) for a, b in spans for s in range(a, b, length)]
+
+
+def oracle_savings(script: Path, folder: Path, reference: Path, spans: list[tuple[int, int]],
+                   fixed_crf: float, fixed: Path, preset: str) -> str:
+    """Savings of :func:`best_allocation` over the fixed-CRF encode at that encode's P1, from
+    whole-title encodes at every integer CRF within 4 of it (and itself): a CRF per scene,
+    then per chunk of each :data:`ORACLE_CHUNKS` length, as table cells."""
     grid = {}
     near = range(int(fixed_crf) - 4, int(fixed_crf) + 5)
     for crf in dict.fromkeys([fixed_crf, *map(float, near)]):
@@ -172,9 +184,14 @@ def oracle_saving(script: Path, folder: Path, reference: Path, spans: list[tuple
         _, _, scores = title_vmaf(out, reference, folder)
         grid[crf] = (scores, frame_bits(out))
     goal = pool(grid[fixed_crf][0], 1.0).low
-    crfs, bits, mean, p1 = best_allocation(spans, grid, goal)
-    print(f"    oracle CRFs {crfs}: mean {mean:.2f} P1 {p1:.2f}, {bits / 8e3:.1f} kB", flush=True)
-    return f"{100 * (1 - bits / grid[fixed_crf][1].sum()):.1f} %"
+    cells = []
+    for length in (None, *ORACLE_CHUNKS):
+        crfs, bits, mean, p1 = best_allocation(
+            spans if length is None else chunked(spans, length), grid, goal)
+        print(f"    oracle per {length or 'scene'}: mean {mean:.2f} P1 {p1:.2f}, "
+              f"{bits / 8e3:.1f} kB", flush=True)
+        cells.append(f"{100 * (1 - bits / grid[fixed_crf][1].sum()):.1f} %")
+    return " | ".join(cells)
 
 
 def main() -> None:
@@ -186,8 +203,8 @@ def main() -> None:
     parser.add_argument("--preset", default="slow")
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--oracle", action="store_true",
-                        help="also report the best saving any per-scene CRF choice could "
-                        "reach (9 more encodes per title)")
+                        help="also report the best saving any CRF per scene, or per chunk "
+                        "of a scene, could reach (9 more encodes per title)")
     parser.add_argument("--restore", action="store_true",
                         help="denoise at the end of each script; time the probes only")
     args = parser.parse_args()
@@ -201,7 +218,8 @@ def main() -> None:
 
     header = RESTORED_HEADER if args.restore else COMPARED_HEADER
     if args.oracle and not args.restore:
-        header = header.replace("| saving |", "| saving | best per-scene saving |")
+        chunks = "".join(f" per {n} frames |" for n in ORACLE_CHUNKS)
+        header = header.replace("| saving |", f"| saving | best saving: per scene |{chunks}")
     table = "\n".join([header, "|" + "---|" * (header.count("|") - 1), *rows])
     print(table)
     if args.record:
@@ -223,7 +241,12 @@ def main() -> None:
             f"{TAIL} of its frames reversed). Probe overhead = probe "
             "time / final encode time (the VMAF check of the finished file is reported "
             "separately). Estimated: the final encode's time the progress display assumed "
-            "when it began, from the probes' rendering and encoding speeds.",
+            "when it began, from the probes' rendering and encoding speeds."
+            + (" Best saving: the fewest bits a CRF per scene (or per chunk of that many "
+               "frames within a scene) could spend at the fixed encode's P1, chosen knowing "
+               "every frame's VMAF and bits from whole-title encodes at the integer CRFs "
+               "within 4 of the fixed CRF; a bound, as a zone's effect on its neighbours is "
+               "left out." if args.oracle else ""),
         )
 
 
@@ -275,7 +298,7 @@ def compared_row(name: str, folder: Path, args: argparse.Namespace) -> str:
     best = ""
     if args.oracle:
         spans = [(s.start, s.end) for s in result.scenes]
-        best = f"| {oracle_saving(script, folder, reference, spans, crf, fixed, args.preset)} "
+        best = f"| {oracle_savings(script, folder, reference, spans, crf, fixed, args.preset)} "
     return (f"| {name} | {result.frames} | {len(crfs)} | {_sampled(result)} "
             f"| {min(crfs):g}-{max(crfs):g} | {size_t / 1e3:.1f} | {mean:.2f} | {p1:.2f} "
             f"| {crf:g} | {size_f / 1e3:.1f} | {fmean:.2f} | {fp1:.2f} "
