@@ -100,12 +100,14 @@ def test_help_paragraphs_fill_an_80_column_terminal(command):
 
 
 @pytest.mark.parametrize("case", ["corrupt", "missing-model", "bad-trim", "bad-preset",
-                                  "crf-and-target", "floor-with-crf", "x265-crf"])
+                                  "crf-and-target", "floor-with-crf", "x265-crf", "not-mkv",
+                                  "running"])
 def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case):
-    out = tmp_path / "out.mkv"
+    out = tmp_path / ("out.mp4" if case == "not-mkv" else "out.mkv")
     src = str(sample_clip("carphone"))
     env = None
     args = ["remaster", src, "-o", str(out), "--no-progress"]
+    holder = None
     expect = {
         "corrupt": "cannot open",
         "missing-model": "vsremaster models fetch waifu2x-photo-x2-noise1",
@@ -115,6 +117,9 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case)
         "crf-and-target": "exclude each other",
         "floor-with-crf": "needs --target-vmaf",
         "x265-crf": "--crf is set by vsremaster",
+        # refused before the analysis too (it takes minutes on a real title)
+        "not-mkv": "must end in .mkv",
+        "running": "Another encode of out.mkv is running (process",
     }[case]
     if case == "corrupt":
         bad = tmp_path / "corrupt.mkv"
@@ -127,12 +132,27 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case)
         args += ["--trim", "0:500"]
     elif case == "bad-preset":
         args += ["--preset", "ultra"]
+    elif case == "running":  # the same command started again while the first one runs
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import time; from vsremaster.encode.workdir import "
+             f"OutputLock\nwith OutputLock({str(out)!r}):\n print('held', flush=True); "
+             "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "held"
+    elif case == "not-mkv":
+        pass
     else:
         args += {"crf-and-target": ["--crf", "20", "--target-vmaf", "93"],
                  "floor-with-crf": ["--crf", "20", "--min-vmaf-percentile", "90"],
                  "x265-crf": ["--x265-params", "--crf 40"]}[case]
-    proc = run(*args, env=env)
+    try:
+        proc = run(*args, env=env)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
     assert proc.returncode != 0
     assert expect in proc.stderr.replace("\n", " ")
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+    if case in ("not-mkv", "running"):
+        assert not out.with_suffix(".analysis").exists() and not out.with_suffix(".vpy").exists()

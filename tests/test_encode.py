@@ -589,18 +589,30 @@ def test_a_second_encode_of_the_same_output_stops_while_the_first_runs(tmp_path)
     assert third.returncode == 0, third.stderr
 
 
-def test_a_killed_runs_lock_file_does_not_block_the_next_encode(tmp_path):
+def test_a_killed_runs_lock_does_not_block_the_next_encode(tmp_path):
     from vsremaster.encode.workdir import OutputLock
 
     out = tmp_path / "out.mkv"
-    stale = tmp_path / ".out.vsremaster-lock"
-    stale.write_text("999999\n")  # what a SIGKILL leaves: the file, no lock held on it
-    with OutputLock(out):
-        assert stale.read_text() == f"{os.getpid()}\n"
-        with pytest.raises(EncodeError, match=rf"out.mkv is running \(process {os.getpid()}\)"):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from vsremaster.encode.workdir import "
+         f"OutputLock\nwith OutputLock({str(out)!r}):\n print('held', flush=True); "
+         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(EncodeError, match=rf"out.mkv is running \(process {holder.pid}\)"):
             with OutputLock(out):
                 pass
-    assert not stale.exists()
+    finally:
+        holder.kill()  # SIGKILL: no chance to remove its lock file
+        holder.wait()
+    lock = tmp_path / ".out.vsremaster-lock"
+    assert lock.exists()
+    with OutputLock(out):
+        assert lock.read_text() == f"{os.getpid()}\n"
+        with OutputLock(out):  # re-entered by the same process (remaster, then its encode)
+            pass
+        assert lock.exists()
+    assert not lock.exists()
 
 
 def test_vspipe_unconfigured_tells_user_to_run_vapoursynth_config(tmp_path):

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from .errors import VSRemasterError
+from .errors import InputError, VSRemasterError
 
 if TYPE_CHECKING:
     from .chain import SourceInfo
@@ -275,7 +275,6 @@ def _scan_source(info, span, det, field_order: str) -> dict:
 
 def _earlier_scan(sidecar: Path, source: dict):
     """The face scan in ``sidecar`` when its source record is ``source``; else None."""
-    from .errors import InputError
     from .faces.scan import read_sidecar
 
     if not sidecar.is_file():
@@ -591,19 +590,28 @@ def remaster(
     --fresh starts over.
     """
     start = time.perf_counter()
+    from .encode.pipeline import check_output
+    from .encode.workdir import OutputLock
     from .encode.x265 import check_settings
 
     crf, target = _rate(crf, target_vmaf, _REMASTER_VMAF, min_vmaf_percentile, percentile,
                         probe_share, verify, balance)
     check_settings(x265_preset, x265_defaults, 10, x265_params)  # before the analysis
-    vpy = _write_script(source, output.with_suffix(".vpy"), preset=preset, model=model,
-                        width=width, height=height, trim=trim, backend=backend, tile=tile,
-                        num_streams=num_streams, analysis=analysis, report_path=report,
-                        every=every, field_order=field_order, progress=progress, faces=faces,
-                        face_detector=face_detector, fresh=fresh)
-    _encode(vpy, output, crf=crf, preset=x265_preset,
-            x265_params=x265_params, defaults=x265_defaults, encoder=encoder,
-            audio=_audio(audio), progress=progress, target=target, chunks=chunks, fresh=fresh)
+    check_output(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"Cannot create the output folder {output.parent}: {exc}") from exc
+    with OutputLock(output):  # a second remaster of OUTPUT stops here, before analysing
+        vpy = _write_script(source, output.with_suffix(".vpy"), preset=preset, model=model,
+                            width=width, height=height, trim=trim, backend=backend, tile=tile,
+                            num_streams=num_streams, analysis=analysis, report_path=report,
+                            every=every, field_order=field_order, progress=progress,
+                            faces=faces, face_detector=face_detector, fresh=fresh)
+        _encode(vpy, output, crf=crf, preset=x265_preset,
+                x265_params=x265_params, defaults=x265_defaults, encoder=encoder,
+                audio=_audio(audio), progress=progress, target=target, chunks=chunks,
+                fresh=fresh)
     err.print(f"total {time.perf_counter() - start:.1f} s")
 
 

@@ -409,6 +409,18 @@ DEFAULT_CRF = 18.0
 """The fixed CRF of an encode that names neither a CRF nor a target quality."""
 
 
+def check_output(output: Path) -> None:
+    """Refuse an output :func:`encode` cannot write, before any work is done.
+
+    Raises:
+        InputError: ``output`` does not end in ``.mkv``, or is a folder.
+    """
+    if output.suffix.lower() != ".mkv":
+        raise InputError(f"The output is a Matroska file and must end in .mkv: {output}")
+    if output.is_dir():
+        raise InputError(f"The output {output} is a folder.")
+
+
 def encode(
     script: Path,
     output: Path,
@@ -482,10 +494,11 @@ def encode(
             range, output not ``.mkv``, folder missing, output is the script or a source,
             bad ``x265_params`` syntax, explicit audio file missing or without audio, bad
             target settings or scene file).
-        EncodeError: the script cannot be probed, a program is missing or fails (vspipe,
-            x265, FFmpeg, mkvmerge), or the output does not have the script's frame
-            count/duration. The message names the program, its exit status and its last
-            messages.
+        EncodeError: another encode of ``output`` is running
+            (:class:`~vsremaster.encode.workdir.OutputLock`), the script cannot be probed,
+            a program is missing or fails (vspipe, x265, FFmpeg, mkvmerge), or the output
+            does not have the script's frame count/duration. The message names the
+            program, its exit status and its last messages.
         EncodeInterrupted: Ctrl-C or SIGTERM (also a KeyboardInterrupt); everything was
             cleaned up (a scene-based encode keeps its work folder for the rerun).
     """
@@ -500,12 +513,9 @@ def encode(
         raise InputError(f"chunks must be 0 (one pass) or a number of workers; got {chunks}.")
     if target is not None:
         target.check()
-    if output.suffix.lower() != ".mkv":
-        raise InputError(f"The output is a Matroska file and must end in .mkv: {output}")
+    check_output(output)
     if not output.parent.is_dir():
         raise InputError(f"The output folder {output.parent} does not exist.")
-    if output.is_dir():
-        raise InputError(f"The output {output} is a folder.")
     if not script.is_file():
         raise InputError(f"Script {script} does not exist.")
     script = Path(os.path.abspath(script))

@@ -79,17 +79,21 @@ class OutputLock:
     cannot. The file
     holds the owner's PID, for the error message, and is removed on release.
 
-    Without ``fcntl`` (Windows) or on a filesystem that refuses locks, the encode runs
-    unlocked (a warning in the second case).
+    Re-entrant within a process (``remaster`` holds it over analysis and encode, and the
+    encode takes it again). Without ``fcntl`` (Windows) or on a filesystem that refuses
+    locks, the encode runs unlocked (a warning in the second case).
 
     Raises:
         EncodeError: on entry, when another encode of ``output`` holds the lock, or the
             folder cannot be written.
     """
 
+    _held: set[str] = set()  # the lock files this process holds
+
     def __init__(self, output: Path) -> None:
         self.output = Path(output)
         self.path = self.output.parent / f".{self.output.stem}.vsremaster-lock"
+        self._key = os.path.realpath(self.path)
         self._fd: int | None = None
 
     def __enter__(self) -> OutputLock:
@@ -97,6 +101,8 @@ class OutputLock:
             import fcntl
         except ImportError:
             return self
+        if self._key in OutputLock._held:
+            return self  # an outer OutputLock of this process holds it
         while self._fd is None:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -129,11 +135,13 @@ class OutputLock:
             os.close(fd)
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode("ascii"))
+        OutputLock._held.add(self._key)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is None:
             return
+        OutputLock._held.discard(self._key)
         try:
             self.path.unlink()
         except OSError:
