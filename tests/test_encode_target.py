@@ -267,6 +267,29 @@ def test_target_quality_lands_on_the_target_against_the_script(tmp_path, two_sho
 
 
 @needs_x265
+def test_ntsc_frame_rate_is_scored_frame_by_frame(tmp_path, two_shots):
+    # 29.97 fps, the rate of the NTSC masters this project is for: the Matroska file's
+    # timestamps (1 ms) and the y4m reference's (1001/30000 s) do not line up, and VMAF
+    # must still pair frame n with frame n (it paired them by time: the verify step failed
+    # on "13 frames where 12 were expected", a whole-file score came out 25 points low)
+    script = tmp_path / "ntsc.vpy"
+    script.write_text(two_shots[0].read_text(encoding="utf-8").replace(
+        "fpsnum=25, fpsden=1", "fpsnum=30000, fpsden=1001"), encoding="utf-8")
+    reference = tmp_path / "ntsc.y4m"
+    subprocess.run([str(vspipe_exe()), "-c", "y4m", str(script), str(reference)],
+                   check=True, capture_output=True)
+    out = tmp_path / "out.mkv"
+    result = encode(script, out, preset="ultrafast", progress=False, audio=None,
+                    target=TargetQuality(vmaf=92))
+    info = media_info(out)
+    assert info.frames == 120 and info.fps == pytest.approx(29.97)
+    for scene in result.scenes:  # the finished file, scored on each scene's sample frames
+        assert abs(scene.measured_mean - scene.predicted_mean) <= 1.5
+    scores = vmaf_scores(out, reference, pix_fmt="yuv420p10le", log_dir=tmp_path)
+    assert scores.size == 120 and abs(pool(scores).mean - 92) <= 1.5
+
+
+@needs_x265
 def test_cut_outside_the_script_is_a_clear_error(tmp_path, two_shots):
     script, _ = two_shots
     cuts = tmp_path / "cuts.txt"

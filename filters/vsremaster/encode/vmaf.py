@@ -67,12 +67,19 @@ def pool(scores: Sequence[float] | np.ndarray, percentile: float = 1.0) -> VmafS
     )
 
 
+# Frame n of each input gets timestamp n in one time base, so that libvmaf pairs the two
+# inputs frame by frame. Timestamps from each input's own frame rate and time base do not
+# line up at NTSC rates: a Matroska file's (1 ms) against a y4m's (1001/30000 s) made it
+# score 13 pairs for 12 frames at 29.97 fps, pairing frames by time, not by number.
+_RENUMBER = "settb=1/1000,setpts=N"
+
+
 def _select(ranges: Sequence[tuple[int, int]] | None) -> str:
     """Filter chain that keeps frames in ``[a, b)`` ranges and renumbers timestamps."""
     if not ranges:
-        return "setpts=N/(FRAME_RATE*TB)"
+        return _RENUMBER
     terms = "+".join(f"between(n\\,{a}\\,{b - 1})" for a, b in ranges)
-    return f"select='{terms}',setpts=N/(FRAME_RATE*TB)"
+    return f"select='{terms}',{_RENUMBER}"
 
 
 def vmaf_scores(
