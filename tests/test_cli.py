@@ -99,60 +99,63 @@ def test_help_paragraphs_fill_an_80_column_terminal(command):
         assert all(len(line) >= 60 for line in lines[:-1]), lines
 
 
-@pytest.mark.parametrize("case", ["corrupt", "missing-model", "bad-trim", "bad-preset",
-                                  "crf-and-target", "floor-with-crf", "x265-crf", "not-mkv",
-                                  "running"])
+# case: (extra arguments, what the error says)
+BAD_INPUT = {
+    "corrupt": ([], "cannot open"),
+    "missing-model": (["--preset", "fast"], "vsremaster models fetch waifu2x-photo-x2-noise1"),
+    "bad-trim": (["--trim", "0:500"], "past the last frame"),
+    "bad-preset": (["--preset", "ultra"], "unknown preset"),
+    "bad-field-order": (["--field-order", "top"], "unknown field order 'top'"),
+    "bad-backend": (["--backend", "gpu"], "unknown backend 'gpu'"),
+    "bad-every": (["--every", "0"], "Invalid value for '--every'"),
+    # options the chosen rate control would ignore
+    "crf-and-target": (["--crf", "20", "--target-vmaf", "93"], "exclude each other"),
+    "floor-with-crf": (["--crf", "20", "--min-vmaf-percentile", "90"], "needs --target-vmaf"),
+    "x265-crf": (["--x265-params", "--crf 40"], "--crf is set by vsremaster"),
+    # wrong encode settings
+    "bad-target": (["--target-vmaf", "150"], "target VMAF must be in (0, 100]"),
+    "bad-chunks": (["--chunks", "-1"], "chunks must be 0 (one pass) or a number"),
+    "bad-encoder": (["--encoder", "nvenc"], "encoder must be 'auto', 'x265' or 'ffmpeg'"),
+    "missing-audio": (["--audio", "no such.flac"], "Audio source no such.flac does not exist"),
+    "not-mkv": ([], "must end in .mkv"),
+    # the same command started again while the first one runs
+    "running": ([], "Another encode of out.mkv is running (process"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case):
+    # each is refused before the analysis (minutes on a real title), except a missing model,
+    # which the analysis' measurements choose
     out = tmp_path / ("out.mp4" if case == "not-mkv" else "out.mkv")
     src = str(sample_clip("carphone"))
+    extra, expect = BAD_INPUT[case]
     env = None
-    args = ["remaster", src, "-o", str(out), "--no-progress"]
+    args = ["remaster", src, "-o", str(out), "--no-progress", *extra]
     holder = None
-    expect = {
-        "corrupt": "cannot open",
-        "missing-model": "vsremaster models fetch waifu2x-photo-x2-noise1",
-        "bad-trim": "past the last frame",
-        "bad-preset": "unknown preset",
-        # options the chosen rate control would ignore, refused before the analysis
-        "crf-and-target": "exclude each other",
-        "floor-with-crf": "needs --target-vmaf",
-        "x265-crf": "--crf is set by vsremaster",
-        # refused before the analysis too (it takes minutes on a real title)
-        "not-mkv": "must end in .mkv",
-        "running": "Another encode of out.mkv is running (process",
-    }[case]
     if case == "corrupt":
         bad = tmp_path / "corrupt.mkv"
         bad.write_bytes(os.urandom(50_000))
         args[1] = str(bad)
     elif case == "missing-model":
         env = {**os.environ, "VSREMASTER_MODELS": str(tmp_path / "empty")}
-        args += ["--preset", "fast"]
-    elif case == "bad-trim":
-        args += ["--trim", "0:500"]
-    elif case == "bad-preset":
-        args += ["--preset", "ultra"]
-    elif case == "running":  # the same command started again while the first one runs
+    elif case == "running":
         holder = subprocess.Popen(
             [sys.executable, "-c", "import time; from vsremaster.encode.workdir import "
              f"OutputLock\nwith OutputLock({str(out)!r}):\n print('held', flush=True); "
              "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
         assert holder.stdout.readline().strip() == "held"
-    elif case == "not-mkv":
-        pass
-    else:
-        args += {"crf-and-target": ["--crf", "20", "--target-vmaf", "93"],
-                 "floor-with-crf": ["--crf", "20", "--min-vmaf-percentile", "90"],
-                 "x265-crf": ["--x265-params", "--crf 40"]}[case]
     try:
-        proc = run(*args, env=env)
+        proc = run(*args, env=env, cwd=tmp_path)
     finally:
         if holder is not None:
             holder.kill()
             holder.wait()
     assert proc.returncode != 0
-    assert expect in proc.stderr.replace("\n", " ")
+    assert expect in " ".join(proc.stderr.replace("│", " ").split())
     assert "Traceback" not in proc.stderr
     assert not out.exists()
-    if case in ("not-mkv", "running"):
-        assert not out.with_suffix(".analysis").exists() and not out.with_suffix(".vpy").exists()
+    if case != "missing-model":
+        assert sorted(p.name for p in tmp_path.iterdir()) == (
+            ["corrupt.mkv"] if case == "corrupt" else [".out.vsremaster-lock"] if case == "running"
+            else [])

@@ -19,7 +19,7 @@ from .models.store import resolve_model
 
 __all__ = [
     "Preset", "PRESETS", "AUTO_PRESET", "FIELD_ORDERS", "Chain", "SourceInfo", "Step",
-    "probe_source", "plan_chain", "resolve_preset", "stage_backend",
+    "check_options", "probe_source", "plan_chain", "resolve_preset", "stage_backend",
 ]
 
 FIELD_ORDERS = ("auto", "progressive", "tff", "bff")
@@ -151,10 +151,27 @@ def probe_source(path: Path) -> SourceInfo:
     )
 
 
+def check_options(preset: str, backend: str, field_order: str) -> None:
+    """Refuse :func:`plan_chain` options that are wrong whatever the source, so that
+    ``remaster`` can stop before its analysis.
+
+    Raises:
+        InputError: unknown preset or field order.
+        BackendError: unknown backend, or one this install does not offer (the message
+            names the package to install).
+    """
+    from .runtime.session import check_backend
+
+    resolve_preset(preset)
+    if field_order not in FIELD_ORDERS:
+        raise InputError(
+            f"unknown field order {field_order!r}; choose one of {', '.join(FIELD_ORDERS)}"
+        )
+    check_backend(backend)
+
+
 def _field_order(source: SourceInfo, report: dict | None, override: str) -> tuple[str, str]:
     """(``progressive``/``tff``/``bff``/``telecined``, why): override, else analysis, else props."""
-    if override not in FIELD_ORDERS:
-        raise InputError(f"unknown field order {override!r}; choose one of {', '.join(FIELD_ORDERS)}")
     if override != "auto":
         return override, f"--field-order {override}"
     declared = {0: "progressive", 1: "bff", 2: "tff"}.get(source.field_based, "progressive")
@@ -213,6 +230,7 @@ def plan_chain(
             (``mark_scene_changes``), so no stage mixes frames across a cut.
 
     Raises:
+        BackendError: see :func:`check_options`.
         InputError: unknown preset or field order, or a telecined source (no IVTC stage
             yet; the message says how to proceed). Interlaced sources get a ``deinterlace``
             step (double-rate bob) before the upscale; sources the analysis finds damaged
@@ -222,6 +240,7 @@ def plan_chain(
         ModelError: the model is unknown, not installed (the message names the fetch
             command) or altered.
     """
+    check_options(preset, backend, field_order)
     chosen, why = resolve_preset(preset)
     order, order_why = _field_order(source, report, field_order)
     if order == "telecined":

@@ -159,9 +159,9 @@ HeightOpt = Annotated[Optional[int], typer.Option(help="Output height.")]
 TrimOpt = Annotated[Optional[str], typer.Option(help="Keep source frames FIRST:END only (e.g. 0:250).")]
 BackendOpt = Annotated[str, typer.Option(help="auto, tensorrt, cuda, ncnn (the upscalers' original ncnn files, CPU), openvino (OpenVINO's CPU plugin), cpu (ONNX Runtime) or torch (the ONNX graph in PyTorch, CUDA when present).")]
 TileOpt = Annotated[Optional[int], typer.Option(help="Tile size in input pixels (default: from free memory).")]
-StreamsOpt = Annotated[Optional[int], typer.Option(help="Frames inferred in parallel (sessions).")]
+StreamsOpt = Annotated[Optional[int], typer.Option(min=1, help="Frames inferred in parallel (sessions).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
-EveryOpt = Annotated[int, typer.Option(help="Analysis: measure the costly metrics (noise, compression, damage) on every N-th frame.")]
+EveryOpt = Annotated[int, typer.Option(min=1, help="Analysis: measure the costly metrics (noise, compression, damage) on every N-th frame.")]
 ReportOpt = Annotated[Optional[Path], typer.Option(help="Use this report.json instead of analysing the source again.")]
 AnalysisOpt = Annotated[bool, typer.Option("--analysis/--no-analysis", help="Analyse the source and let the measurements choose the chain.")]
 FieldOrderOpt = Annotated[str, typer.Option(help="auto (measured, else the source's props), progressive, tff or bff.")]
@@ -333,9 +333,10 @@ def _write_script(
     face_detector: str = "blazeface-back-256", fresh: bool = False,
 ) -> Path:
     from .analysis.report import read_report
-    from .chain import face_step, plan_chain, probe_source
+    from .chain import check_options, face_step, plan_chain, probe_source
     from .render import render_script
 
+    check_options(preset, backend, field_order)  # before the analysis
     info = probe_source(source)
     err.print(f"source: {info.path}\n        {info.describe()}")
     span = _parse_trim(trim, info.num_frames)
@@ -590,14 +591,15 @@ def remaster(
     --fresh starts over.
     """
     start = time.perf_counter()
-    from .encode.pipeline import check_output
+    from .encode.pipeline import check_arguments
     from .encode.workdir import OutputLock
-    from .encode.x265 import check_settings
 
     crf, target = _rate(crf, target_vmaf, _REMASTER_VMAF, min_vmaf_percentile, percentile,
                         probe_share, verify, balance)
-    check_settings(x265_preset, x265_defaults, 10, x265_params)  # before the analysis
-    check_output(output)
+    encoding = dict(crf=crf, preset=x265_preset, x265_params=x265_params,
+                    defaults=x265_defaults, encoder=encoder, audio=_audio(audio),
+                    target=target, chunks=chunks)
+    check_arguments(output, **encoding)  # before the analysis
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -608,10 +610,7 @@ def remaster(
                             num_streams=num_streams, analysis=analysis, report_path=report,
                             every=every, field_order=field_order, progress=progress,
                             faces=faces, face_detector=face_detector, fresh=fresh)
-        _encode(vpy, output, crf=crf, preset=x265_preset,
-                x265_params=x265_params, defaults=x265_defaults, encoder=encoder,
-                audio=_audio(audio), progress=progress, target=target, chunks=chunks,
-                fresh=fresh)
+        _encode(vpy, output, progress=progress, fresh=fresh, **encoding)
     err.print(f"total {time.perf_counter() - start:.1f} s")
 
 

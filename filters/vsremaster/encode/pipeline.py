@@ -224,7 +224,15 @@ def _plan_audio(audio: Path | str | None, info: ScriptInfo) -> _AudioPlan | None
             None if end is None else end - start,
             f"{described.audio_codec} from {source.name} ({span})",
         )
-    source = Path(audio)
+    return _audio_file(Path(audio))
+
+
+def _audio_file(source: Path) -> _AudioPlan:
+    """The first audio stream of ``source``, whole.
+
+    Raises:
+        InputError: ``source`` does not exist or has no audio stream.
+    """
     if not source.is_file():
         raise InputError(f"Audio source {source} does not exist.")
     described = media_info(source, count_frames=False, colour=False)
@@ -409,16 +417,42 @@ DEFAULT_CRF = 18.0
 """The fixed CRF of an encode that names neither a CRF nor a target quality."""
 
 
-def check_output(output: Path) -> None:
-    """Refuse an output :func:`encode` cannot write, before any work is done.
+def check_arguments(
+    output: Path,
+    *,
+    crf: float = DEFAULT_CRF,
+    preset: str = "slow",
+    x265_params: str = "",
+    defaults: str = "restored",
+    encoder: str = "auto",
+    depth: int = 10,
+    audio: Path | str | None = "auto",
+    target: TargetQuality | None = None,
+    chunks: int = 0,
+) -> None:
+    """The checks of :func:`encode`'s arguments that need no script (same names and
+    meanings), so that ``remaster`` can run them before its analysis.
 
     Raises:
-        InputError: ``output`` does not end in ``.mkv``, or is a folder.
+        InputError: an unknown encoder, preset or parameter set, a CRF out of 0-51, negative
+            ``chunks``, bad target settings or x265 parameters, an audio file that does not
+            exist or has no audio, or an output that does not end in ``.mkv`` or is a folder.
     """
+    if encoder not in ("auto", "x265", "ffmpeg"):
+        raise InputError(f"encoder must be 'auto', 'x265' or 'ffmpeg', not {encoder!r}.")
+    if not 0 <= float(crf) <= 51:
+        raise InputError(f"crf must be between 0 and 51; got {crf}.")
+    if chunks < 0:
+        raise InputError(f"chunks must be 0 (one pass) or a number of workers; got {chunks}.")
+    if target is not None:
+        target.check()
     if output.suffix.lower() != ".mkv":
         raise InputError(f"The output is a Matroska file and must end in .mkv: {output}")
     if output.is_dir():
         raise InputError(f"The output {output} is a folder.")
+    if audio is not None and not (isinstance(audio, str) and audio == "auto"):
+        _audio_file(Path(audio))
+    check_settings(preset, defaults, depth, x265_params)
 
 
 def encode(
@@ -505,22 +539,15 @@ def encode(
     started = time.monotonic()
     script = Path(script)
     output = Path(output)
-    if encoder not in ("auto", "x265", "ffmpeg"):
-        raise InputError(f"encoder must be 'auto', 'x265' or 'ffmpeg', not {encoder!r}.")
-    if not 0 <= float(crf) <= 51:
-        raise InputError(f"crf must be between 0 and 51; got {crf}.")
-    if chunks < 0:
-        raise InputError(f"chunks must be 0 (one pass) or a number of workers; got {chunks}.")
-    if target is not None:
-        target.check()
-    check_output(output)
+    check_arguments(output, crf=crf, preset=preset, x265_params=x265_params,
+                    defaults=defaults, encoder=encoder, depth=depth, audio=audio,
+                    target=target, chunks=chunks)  # before anything runs
     if not output.parent.is_dir():
         raise InputError(f"The output folder {output.parent} does not exist.")
     if not script.is_file():
         raise InputError(f"Script {script} does not exist.")
     script = Path(os.path.abspath(script))
     output = Path(os.path.abspath(output))
-    check_settings(preset, defaults, depth, x265_params)  # before anything runs
     scene_based = target is not None or chunks > 0
 
     vspipe_exe()  # a clear error now when it is missing
