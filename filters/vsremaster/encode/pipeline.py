@@ -438,6 +438,7 @@ def check_arguments(
             ``chunks``, bad target settings or x265 parameters, an audio file that does not
             exist or has no audio, or an output that does not end in ``.mkv`` or is a folder.
     """
+    output = Path(output)
     if encoder not in ("auto", "x265", "ffmpeg"):
         raise InputError(f"encoder must be 'auto', 'x265' or 'ffmpeg', not {encoder!r}.")
     if not 0 <= float(crf) <= 51:
