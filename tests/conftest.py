@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,29 @@ from vsremaster.samples import sample_path
 def sample_clip() -> Callable[[str], Path]:
     """Factory: ``sample_clip("bikes")`` -> local path of a real sample clip (see samples.py)."""
     return sample_path
+
+
+@pytest.fixture
+def output_lock_holder() -> Iterator[Callable[[Path], subprocess.Popen]]:
+    """Factory: ``output_lock_holder(out)`` starts another process that holds ``out``'s
+    encode lock (as a running encode does) and returns once it holds it; killed (SIGKILL,
+    so its lock file stays) at the end of the test unless the test killed it first."""
+    holders: list[subprocess.Popen] = []
+
+    def hold(output: Path) -> subprocess.Popen:
+        code = ("import time\nfrom vsremaster.encode.workdir import OutputLock\n"
+                f"with OutputLock({str(output)!r}):\n"
+                "    print('held', flush=True)\n    time.sleep(60)\n")
+        holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                  text=True)
+        holders.append(holder)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        return holder
+
+    yield hold
+    for holder in holders:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.fixture(scope="session")

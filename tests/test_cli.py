@@ -124,7 +124,8 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case):
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, output_lock_holder,
+                                                    case):
     # each is refused before the analysis (minutes on a real title), except a missing model,
     # which the analysis' measurements choose
     out = tmp_path / ("out.mp4" if case == "not-mkv" else "out.mkv")
@@ -132,7 +133,6 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case)
     extra, expect = BAD_INPUT[case]
     env = None
     args = ["remaster", src, "-o", str(out), "--no-progress", *extra]
-    holder = None
     if case == "corrupt":
         bad = tmp_path / "corrupt.mkv"
         bad.write_bytes(os.urandom(50_000))
@@ -140,17 +140,8 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, sample_clip, case)
     elif case == "missing-model":
         env = {**os.environ, "VSREMASTER_MODELS": str(tmp_path / "empty")}
     elif case == "running":
-        holder = subprocess.Popen(
-            [sys.executable, "-c", "import time; from vsremaster.encode.workdir import "
-             f"OutputLock\nwith OutputLock({str(out)!r}):\n print('held', flush=True); "
-             "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
-        assert holder.stdout.readline().strip() == "held"
-    try:
-        proc = run(*args, env=env, cwd=tmp_path)
-    finally:
-        if holder is not None:
-            holder.kill()
-            holder.wait()
+        output_lock_holder(out)
+    proc = run(*args, env=env, cwd=tmp_path)
     assert proc.returncode != 0
     assert expect in " ".join(proc.stderr.replace("│", " ").split())
     assert "Traceback" not in proc.stderr

@@ -62,6 +62,22 @@ def write_script(folder: Path, body: str, name: str = "script.vpy") -> Path:
     return path
 
 
+def write_slow_script(folder: Path, frames: int) -> Path:
+    """A 96x64 script of ``frames`` frames, each taking 30 ms to render: an encode of it
+    can be caught running."""
+    return write_script(
+        folder,
+        f"""
+        import time
+        clip = core.std.BlankClip(width=96, height=64, length={frames}, format=vs.YUV420P8)
+        def slow(n, f):
+            time.sleep(0.03)
+            return f
+        clip.std.ModifyFrame(clip, slow).set_output()
+        """,
+    )
+
+
 def leftovers(folder: Path, *keep: Path) -> list[str]:
     """Names in ``folder`` other than ``keep`` (partial files, temp folders...)."""
     kept = {p.name for p in keep}
@@ -511,17 +527,7 @@ def test_missing_x265_or_mkvmerge_falls_back_or_fails(tmp_path, monkeypatch, too
 
 
 def test_interrupt_kills_everything_and_cleans_up(tmp_path):
-    script = write_script(
-        tmp_path,
-        """
-        import time
-        clip = core.std.BlankClip(width=96, height=64, length=400, format=vs.YUV420P8)
-        def slow(n, f):
-            time.sleep(0.03)
-            return f
-        clip.std.ModifyFrame(clip, slow).set_output()
-        """,
-    )
+    script = write_slow_script(tmp_path, 400)
     out = tmp_path / "out.mkv"
     child = textwrap.dedent(
         f"""
@@ -557,17 +563,7 @@ def test_interrupt_kills_everything_and_cleans_up(tmp_path):
 def test_a_second_encode_of_the_same_output_stops_while_the_first_runs(tmp_path):
     # a user starting the same command twice: the second would share the first one's
     # partial file and work folder; it must stop at once and leave the first one's work be
-    script = write_script(
-        tmp_path,
-        """
-        import time
-        clip = core.std.BlankClip(width=96, height=64, length=100, format=vs.YUV420P8)
-        def slow(n, f):
-            time.sleep(0.03)
-            return f
-        clip.std.ModifyFrame(clip, slow).set_output()
-        """,
-    )
+    script = write_slow_script(tmp_path, 100)
     out = tmp_path / "out.mkv"
     cmd = [sys.executable, "-m", "vsremaster", "encode", str(script), "-o", str(out),
            "--crf", "30", "--preset", "ultrafast", "--audio", "none", "--no-progress"]
@@ -589,22 +585,16 @@ def test_a_second_encode_of_the_same_output_stops_while_the_first_runs(tmp_path)
     assert third.returncode == 0, third.stderr
 
 
-def test_a_killed_runs_lock_does_not_block_the_next_encode(tmp_path):
+def test_a_killed_runs_lock_does_not_block_the_next_encode(tmp_path, output_lock_holder):
     from vsremaster.encode.workdir import OutputLock
 
     out = tmp_path / "out.mkv"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from vsremaster.encode.workdir import "
-         f"OutputLock\nwith OutputLock({str(out)!r}):\n print('held', flush=True); "
-         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(EncodeError, match=rf"out.mkv is running \(process {holder.pid}\)"):
-            with OutputLock(out):
-                pass
-    finally:
-        holder.kill()  # SIGKILL: no chance to remove its lock file
-        holder.wait()
+    holder = output_lock_holder(out)
+    with pytest.raises(EncodeError, match=rf"out.mkv is running \(process {holder.pid}\)"):
+        with OutputLock(out):
+            pass
+    holder.kill()  # SIGKILL: no chance to remove its lock file
+    holder.wait()
     lock = tmp_path / ".out.vsremaster-lock"
     assert lock.exists()
     with OutputLock(out):

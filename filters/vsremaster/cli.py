@@ -597,7 +597,7 @@ def remaster(
     crf, target = _rate(crf, target_vmaf, _REMASTER_VMAF, min_vmaf_percentile, percentile,
                         probe_share, verify, balance)
     encoding = dict(crf=crf, preset=x265_preset, x265_params=x265_params,
-                    defaults=x265_defaults, encoder=encoder, audio=_audio(audio),
+                    defaults=x265_defaults, encoder=encoder, depth=10, audio=_audio(audio),
                     target=target, chunks=chunks)
     check_arguments(output, **encoding)  # before the analysis
     try:

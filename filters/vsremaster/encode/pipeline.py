@@ -418,20 +418,11 @@ DEFAULT_CRF = 18.0
 
 
 def check_arguments(
-    output: Path,
-    *,
-    crf: float = DEFAULT_CRF,
-    preset: str = "slow",
-    x265_params: str = "",
-    defaults: str = "restored",
-    encoder: str = "auto",
-    depth: int = 10,
-    audio: Path | str | None = "auto",
-    target: TargetQuality | None = None,
-    chunks: int = 0,
+    output: Path, *, crf: float, preset: str, x265_params: str, defaults: str, encoder: str,
+    depth: int, audio: Path | str | None, target: TargetQuality | None, chunks: int,
 ) -> None:
-    """The checks of :func:`encode`'s arguments that need no script (same names and
-    meanings), so that ``remaster`` can run them before its analysis.
+    """The checks of :func:`encode`'s arguments that need no script (same names, meanings
+    and defaults: :func:`encode`'s), so that ``remaster`` can run them before its analysis.
 
     Raises:
         InputError: an unknown encoder, preset or parameter set, a CRF out of 0-51, negative

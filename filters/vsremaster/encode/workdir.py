@@ -76,8 +76,8 @@ class OutputLock:
     context manager) while ``output`` is encoded. The kernel keeps it for this process and
     drops it when the process ends, however it ends, so it also tells a run in another PID
     namespace (a container sharing the folder on this machine) from a dead one, which a PID
-    cannot. The file
-    holds the owner's PID, for the error message, and is removed on release.
+    cannot. The file holds the owner's PID, for the error message, and is removed on
+    release.
 
     Re-entrant within a process (``remaster`` holds it over analysis and encode, and the
     encode takes it again). Without ``fcntl`` (Windows) or on a filesystem that refuses
